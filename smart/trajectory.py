@@ -1,0 +1,295 @@
+"""The SMART trajectory format, defined once: special tokens, prompt template, rendering, tolerant parsing.
+
+See README "Trajectory format". Canonical text (one long trajectory):
+
+    <|Reconstructor|>:\nSearch(q1\n q2)</eor>\n\n
+    <retrieval>[1] Title\ntext\n[2] Title\ntext</retrieval>\n\n
+    <|Locator|>:\n[Relevant]: [1] Title\n fact\n[Irrelevant]: [2] Lacking Supporting Facts</eol>\n\n
+    <|Generator|>:\nanswer\n[Cite]: [1]</eog>
+
+Parsing never raises on model output: it returns what it could read plus a list of problems.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+EOI, EOR, EOL, EOG = "</eoi>", "</eor>", "</eol>", "</eog>"
+RETRIEVAL_OPEN, RETRIEVAL_CLOSE = "<retrieval>", "</retrieval>"
+RELEVANT, IRRELEVANT, CITE = "[Relevant]", "[Irrelevant]", "[Cite]"
+SPECIAL_TOKENS = [EOI, EOR, RETRIEVAL_OPEN, RETRIEVAL_CLOSE, EOL, RELEVANT, IRRELEVANT, CITE, EOG]
+
+RECONSTRUCTOR, LOCATOR, GENERATOR = "<|Reconstructor|>:\n", "<|Locator|>:\n", "<|Generator|>:\n"
+NO_FACTS = "Lacking Supporting Facts"
+STOP_STRINGS = {"intent": EOR, "locator": EOL, "generator": EOG}
+
+# Record types of a trajectory file (the `type` field).
+LONG = "long"
+INTENT, LOCATOR_TYPE, GENERATOR_TYPE, GENERATOR_NO_FACTS = "intent", "locator", "generator", "generator_no_facts"
+SHORT_TYPES = (INTENT, LOCATOR_TYPE, GENERATOR_TYPE, GENERATOR_NO_FACTS)
+
+
+@dataclass
+class Passage:
+    title: str
+    text: str
+
+
+@dataclass
+class Fact:
+    """The locator's verdict on passage `index` (1-based); `text` is the verbatim span when relevant."""
+
+    index: int
+    relevant: bool
+    title: str = ""
+    text: str = ""
+
+
+@dataclass
+class Trajectory:
+    queries: list[str] = field(default_factory=list)
+    passages: list[Passage] = field(default_factory=list)
+    facts: list[Fact] = field(default_factory=list)
+    answer: str = ""
+    citations: list[int] = field(default_factory=list)
+
+    @property
+    def relevant(self) -> list[Fact]:
+        return [f for f in self.facts if f.relevant]
+
+
+# ----------------------------------------------------------------------------------------------- prompt
+def request_text(instruction: str, input: str = "") -> str:
+    """The user request with its end marker: `</eoi>\\n\\n` follows the last non-empty of the two parts.
+
+    Fields that already carry `</eoi>` (files built the authors' way, with context after the marker)
+    are kept as they are.
+    """
+    instruction, input = instruction or "", input or ""
+    if EOI in instruction or EOI in input:
+        return instruction, input
+    if input.strip():
+        return instruction, input + EOI + "\n\n"
+    return instruction + EOI + "\n\n", input
+
+
+def format_prompt(instruction: str, input: str = "") -> str:
+    """The one prompt template used by training and inference alike."""
+    instruction, input = request_text(instruction, input)
+    if input.strip():
+        return f"<|Instruction|>:\n{instruction}\n\n<|Input|>:\n{input}"
+    return f"<|Instruction|>:\n{instruction}"
+
+
+# ----------------------------------------------------------------------------------------------- render
+def render_intent(queries: list[str]) -> str:
+    return "Search(" + "\n ".join(q.strip() for q in queries) + ")" + EOR
+
+
+def render_retrieval(passages: list[Passage]) -> str:
+    body = "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+    return RETRIEVAL_OPEN + body + RETRIEVAL_CLOSE
+
+
+def render_locator(facts: list[Fact]) -> str:
+    lines = []
+    for f in facts:
+        if f.relevant:
+            lines.append(f"{RELEVANT}: [{f.index}] {f.title}\n {f.text.strip()}")
+        else:
+            lines.append(f"{IRRELEVANT}: [{f.index}] {NO_FACTS}")
+    return "\n".join(lines) + EOL
+
+
+def render_answer(answer: str, citations: list[int]) -> str:
+    cite = ("\n" + CITE + ": " + " ".join(f"[{i}]" for i in citations)) if citations else ""
+    return answer.strip() + cite + EOG
+
+
+def render_long(t: Trajectory) -> str:
+    """The full chain as the model writes it (the retrieval block being the system's insertion)."""
+    out = RECONSTRUCTOR + render_intent(t.queries) + "\n\n"
+    if t.passages:
+        out += render_retrieval(t.passages) + "\n\n" + LOCATOR + render_locator(t.facts) + "\n\n"
+    return out + GENERATOR + render_answer(t.answer, t.citations)
+
+
+def short_trajectories(instruction: str, input: str, t: Trajectory) -> list[dict]:
+    """Stage-1 records (type, instruction, input, output): one agent's step each, earlier steps in the prompt.
+
+    The context is appended after `</eoi>\\n\\n` in the last non-empty request field, so that
+    `format_prompt(instruction, input)` is the whole prompt and `output` the whole target.
+    """
+    instruction, input = request_text(instruction, input)
+    in_input = bool(input.strip())
+
+    def record(kind: str, context: str, output: str) -> dict:
+        if in_input:
+            return {"type": kind, "instruction": instruction, "input": input + context, "output": output}
+        return {"type": kind, "instruction": instruction + context, "input": "", "output": output}
+
+    records = [record(INTENT, RECONSTRUCTOR, render_intent(t.queries))]
+    if t.passages:
+        records.append(record(LOCATOR_TYPE, render_retrieval(t.passages) + "\n\n" + LOCATOR, render_locator(t.facts)))
+    if t.relevant:
+        context = LOCATOR + render_locator(t.facts) + "\n\n" + GENERATOR
+        records.append(record(GENERATOR_TYPE, context, render_answer(t.answer, t.citations)))
+    else:
+        records.append(record(GENERATOR_NO_FACTS, GENERATOR, render_answer(t.answer, [])))
+    return records
+
+
+# ----------------------------------------------------------------------------------------------- parse
+_HEADER = r"<\|{name}\|>:?[ \t]*\n?"
+_PASSAGE_HEAD = re.compile(r"(?:^|\n)\[(\d+)\][ \t]*([^\n]*)\n")
+_FACT_HEAD = re.compile(r"\[(Relevant|Irrelevant)\][ \t]*:?[ \t]*\[(\d+)\][ \t]*([^\n]*)")
+_CITATION = re.compile(r"\[(\d+)\]")
+
+
+def _cut(text: str, end: str) -> tuple[str, bool]:
+    """Text up to `end` (exclusive) and whether `end` was found."""
+    i = text.find(end)
+    return (text, False) if i < 0 else (text[:i], True)
+
+
+def parse_intent(text: str) -> tuple[list[str], list[str]]:
+    """Queries from `Search(q1\\n q2)</eor>` (header optional). Problems list what was off."""
+    problems: list[str] = []
+    text = re.sub(_HEADER.format(name="Reconstructor"), "", text, count=1)
+    body, closed = _cut(text, EOR)
+    if not closed:
+        problems.append(f"intent: missing {EOR}")
+    m = re.search(r"Search\((.*)\)", body, flags=re.S)
+    if m:
+        inner = m.group(1)
+    else:
+        m = re.search(r"Search\((.*)", body, flags=re.S)
+        if not m:
+            problems.append("intent: no Search(...)")
+            return [], problems
+        inner = m.group(1)
+        problems.append("intent: unclosed Search(")
+    queries = [q.strip() for q in inner.split("\n") if q.strip()]
+    if not queries:
+        problems.append("intent: empty Search()")
+    return queries, problems
+
+
+def parse_retrieval(text: str) -> list[Passage]:
+    """Passages from the inside of a retrieval block (`[i] Title\\ntext` entries)."""
+    heads = list(_PASSAGE_HEAD.finditer(text))
+    passages = []
+    for h, nxt in zip(heads, heads[1:] + [None]):
+        end = nxt.start() if nxt else len(text)
+        passages.append(Passage(title=h.group(2).strip(), text=text[h.end():end].strip()))
+    return passages
+
+
+def parse_locator(text: str, n_passages: int | None = None) -> tuple[list[Fact], list[str]]:
+    """Facts from locator lines (header optional), up to `</eol>`."""
+    problems: list[str] = []
+    text = re.sub(_HEADER.format(name="Locator"), "", text, count=1)
+    body, closed = _cut(text, EOL)
+    if not closed:
+        problems.append(f"locator: missing {EOL}")
+    heads = list(_FACT_HEAD.finditer(body))
+    if not heads and body.strip():
+        problems.append("locator: no [Relevant]/[Irrelevant] line")
+    facts: list[Fact] = []
+    seen: set[int] = set()
+    for h, nxt in zip(heads, heads[1:] + [None]):
+        index, relevant = int(h.group(2)), h.group(1) == "Relevant"
+        span = body[h.end():nxt.start() if nxt else len(body)].strip()
+        if n_passages is not None and not 1 <= index <= n_passages:
+            problems.append(f"locator: passage [{index}] out of range 1..{n_passages}")
+            continue
+        if index in seen:
+            problems.append(f"locator: passage [{index}] judged twice")
+            continue
+        seen.add(index)
+        if relevant and not span:
+            problems.append(f"locator: [Relevant] [{index}] without a fact")
+            relevant = False
+        title = h.group(3).strip()
+        facts.append(Fact(index, relevant, title if relevant else "", span if relevant else ""))
+    return facts, problems
+
+
+def parse_answer(text: str) -> tuple[str, list[int], list[str]]:
+    """Answer and citations from generator output (header optional), up to `</eog>`."""
+    problems: list[str] = []
+    text = re.sub(_HEADER.format(name="Generator"), "", text, count=1)
+    body, closed = _cut(text, EOG)
+    if not closed:
+        problems.append(f"generator: missing {EOG}")
+    citations: list[int] = []
+    i = body.rfind(CITE)
+    if i >= 0:
+        citations = [int(c) for c in _CITATION.findall(body[i + len(CITE):])]
+        body = body[:i]
+    answer = body.strip()
+    if not answer:
+        problems.append("generator: empty answer")
+    return answer, citations, problems
+
+
+def _section(text: str, name: str) -> re.Match | None:
+    return re.search(_HEADER.format(name=name), text)
+
+
+def parse_long(text: str) -> tuple[Trajectory, list[str]]:
+    """Read a (possibly broken) long trajectory; the header of each agent locates its part."""
+    t, problems = Trajectory(), []
+    rec, loc, gen = (_section(text, n) for n in ("Reconstructor", "Locator", "Generator"))
+    if rec is None:
+        problems.append("missing <|Reconstructor|>")
+    else:
+        t.queries, p = parse_intent(text[rec.start():])
+        problems += p
+    open_tag = RETRIEVAL_OPEN if RETRIEVAL_OPEN in text else "<|retrieval|>"
+    r0 = text.find(open_tag)
+    if r0 >= 0:
+        r1 = text.find(RETRIEVAL_CLOSE, r0)
+        if r1 < 0:
+            problems.append(f"missing {RETRIEVAL_CLOSE}")
+            r1 = loc.start() if loc else (gen.start() if gen else len(text))
+        t.passages = parse_retrieval(text[r0 + len(open_tag):r1].strip("\n"))
+    if loc is not None:
+        t.facts, p = parse_locator(text[loc.start():gen.start() if gen else len(text)], len(t.passages) or None)
+        problems += p
+    elif t.passages:
+        problems.append("missing <|Locator|>")
+    if gen is None:
+        problems.append("missing <|Generator|>")
+    else:
+        t.answer, t.citations, p = parse_answer(text[gen.start():])
+        problems += p
+    return t, problems
+
+
+# ----------------------------------------------------------------------------------------------- validate
+def validate_long(text: str) -> list[str]:
+    """Problems of a long trajectory: format, balanced tags, citations in range and relevant, facts verbatim."""
+    t, problems = parse_long(text)
+    for open_, close in ((RETRIEVAL_OPEN, RETRIEVAL_CLOSE),):
+        if text.count(open_) != text.count(close):
+            problems.append(f"unbalanced {open_}/{close}")
+    if not text.rstrip().endswith(EOG):
+        problems.append(f"does not end with {EOG}")
+    n = len(t.passages)
+    if n and len(t.facts) != n:
+        problems.append(f"locator judged {len(t.facts)} of {n} passages")
+    relevant = {f.index for f in t.relevant}
+    for c in t.citations:
+        if not 1 <= c <= n:
+            problems.append(f"citation [{c}] out of range 1..{n}")
+        elif c not in relevant:
+            problems.append(f"citation [{c}] is not a relevant passage")
+    for f in t.relevant:
+        if 1 <= f.index <= n and normalize_space(f.text) not in normalize_space(t.passages[f.index - 1].text):
+            problems.append(f"fact [{f.index}] is not a verbatim span of its passage")
+    return problems
+
+
+def normalize_space(s: str) -> str:
+    return " ".join(s.split())
