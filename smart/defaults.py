@@ -117,3 +117,22 @@ def prepare_llm() -> Path:
 def prepare_all() -> dict[str, Path]:
     """Prepare every embedded part; cheap when already done."""
     return {"passages": prepare_passages(), "encoder": encoder_dir(), "llm": prepare_llm()}
+
+
+def write_article_subset(tsv: str | os.PathLike, out: str | os.PathLike, max_articles: int) -> int:
+    """Write the passages of about `max_articles` articles, spread evenly over the corpus (tests, QUICK runs)."""
+    from smart.io import atomic_write
+
+    with open(tsv, encoding="utf-8") as f:
+        header, lines = f.readline(), f.readlines()
+    titles = sorted({line.rstrip("\n").rsplit("\t", 1)[-1] for line in lines})
+    step = max(1, len(titles) // max_articles)
+    keep = set(titles[::step][:max_articles])
+    n = 0
+    with atomic_write(out) as f:
+        f.write(header)
+        for line in lines:
+            if line.rstrip("\n").rsplit("\t", 1)[-1] in keep:
+                f.write(line)
+                n += 1
+    return n

@@ -1,0 +1,128 @@
+"""The main job: every SMART stage, for real, on the embedded defaults, cached stage by stage.
+
+Each stage is the very command a researcher would type (printed before it runs). A stage is skipped when its
+command and the stages it depends on are unchanged since it last succeeded; a run killed anywhere restarts at the
+stage it was in (the stages themselves resume where they can). Sizes come from environment variables, see
+`scripts/quickstart.sh`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smart import defaults
+from smart.io import write_json
+
+PY = sys.executable
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: list[str]
+    outputs: list[Path]
+    after: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+def plan(run: Path, data: Path) -> list[Stage]:
+    """The stages, in order, with the sizes read from the environment."""
+    quick = env("QUICK", "0") == "1"
+    max_articles = int(env("MAX_ARTICLES", "0"))
+    n_train = env("N_TRAIN", "120" if quick else "400")
+    n_dev = env("N_DEV", "40" if quick else "150")
+    epochs1 = env("STAGE1_EPOCHS", "1" if quick else "2")
+    epochs2 = env("STAGE2_EPOCHS", "1" if quick else "2")
+    max_steps = env("MAX_STEPS", "0")
+    backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
+    passages = data / "psgs_w100_embedded.tsv"
+    embeddings = data / "embeddings"
+    if max_articles:
+        passages = data / f"psgs_w100_{max_articles}_articles.tsv"
+        embeddings = data / f"embeddings_{max_articles}_articles"
+    demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else ""))
+    stage1, stage2 = run / "stage1", run / "stage2"
+    llm = str(defaults.llm_dir())
+    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "MAX_STEPS": max_steps}
+    evals = [("smart", stage2 / "merged", "smart"), ("no_retrieval", llm, "no_retrieval"), ("vanilla_rag", llm, "vanilla_rag")]
+    prepare = [PY, "scripts/prepare_embedded.py"]
+    if max_articles:
+        prepare += ["--max_articles", str(max_articles), "--subset_out", str(passages)]
+    stages = [
+        Stage("prepare", prepare, [passages, defaults.llm_dir() / "config.json"]),
+        Stage("embed", [PY, "multi_agent/generate_passage_embeddings.py", "--model_name_or_path", "embedded",
+                        "--passages", str(passages), "--output_dir", str(embeddings)], [embeddings], ["prepare"]),
+        Stage("retrieve_samples", [PY, "multi_agent/passage_retrieval.py", "--model_name_or_path", "embedded",
+                                   "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*",
+                                   "--data", "scripts/sample_questions.jsonl", "--output_dir", str(run / "retrieval"),
+                                   "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
+        Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--passages", str(passages),
+                            "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
+                            "--n_train", n_train, "--n_dev", n_dev], [demo / "dev.jsonl"], ["embed"]),
+        Stage("stage1", ["bash", "script_short_learning.sh"], [stage1 / "merged" / "config.json"], ["demo_data"],
+              {**train_env, "TRAIN_FILE": str(demo / "train_short.jsonl"), "OUTPUT_DIR": str(stage1)}),
+        Stage("stage2", ["bash", "script_long_learning.sh"], [stage2 / "merged" / "config.json"], ["stage1"],
+              {**train_env, "NUM_EPOCHS": epochs2, "MODEL": str(stage1 / "merged"),
+               "TRAIN_FILE": str(demo / "train_long.jsonl"), "OUTPUT_DIR": str(stage2)}),
+    ]
+    for name, model, method in evals:
+        out = run / "eval" / f"{name}.jsonl"
+        stages.append(Stage(f"eval_{name}", [PY, "eval/run_eval.py", "--task", "qa", "--input_file", str(demo / "dev.jsonl"),
+                                             "--model_name", str(model), "--method", method, "--backend", backend,
+                                             "--ndocs", "3", "--output_file", str(out),
+                                             "--results_table", str(run / "eval" / "results.md")],
+                            [out], ["stage2" if name == "smart" else "demo_data"]))
+    stages.append(Stage("report", [PY, "scripts/make_report.py", "--run_dir", str(run)], [run / "report.md"],
+                        [s.name for s in stages if s.name.startswith("eval_")]))
+    return stages
+
+
+def stage_key(stage: Stage, keys: dict[str, str]) -> str:
+    blob = json.dumps([stage.cmd, sorted(stage.env.items()), [keys[a] for a in stage.after]])
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def main() -> None:
+    run = Path(env("RUN_DIR", "runs/quickstart"))
+    data = defaults.data_dir()
+    stages = plan(run, data)
+    state_dir = run / "stages"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    keys: dict[str, str] = {}
+    total = time.time()
+    for i, stage in enumerate(stages, start=1):
+        keys[stage.name] = key = stage_key(stage, keys)
+        state_file = state_dir / f"{stage.name}.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("key") == key and all(p.exists() for p in stage.outputs):
+            print(f"[{i}/{len(stages)}] {stage.name}: cached ({state['seconds']:.0f} s when run)", flush=True)
+            continue
+        shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env.items())
+        print(f"\n[{i}/{len(stages)}] {stage.name}: {shown} {shlex.join(stage.cmd)}", flush=True)
+        start = time.time()
+        result = subprocess.run(stage.cmd, env={**os.environ, **stage.env})
+        seconds = time.time() - start
+        if result.returncode != 0:
+            sys.exit(f"stage {stage.name} failed (exit {result.returncode}) after {seconds:.0f} s; rerun to resume it")
+        missing = [str(p) for p in stage.outputs if not p.exists()]
+        if missing:
+            sys.exit(f"stage {stage.name} finished but did not write {missing}")
+        write_json(state_file, {"key": key, "seconds": seconds, "cmd": stage.cmd, "env": stage.env})
+        print(f"[{i}/{len(stages)}] {stage.name}: done in {seconds:.0f} s", flush=True)
+    print(f"\nall stages done ({time.time() - total:.0f} s this run)\n")
+    print((run / "results_table.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
