@@ -36,8 +36,8 @@ def env(name: str, default: str) -> str:
     return os.environ.get(name, default)
 
 
-def plan(run: Path, data: Path) -> list[Stage]:
-    """The stages, in order, with the sizes read from the environment."""
+def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
+    """The stages, in order, and the settings they were built from (sizes read from the environment)."""
     quick = env("QUICK", "0") == "1"
     max_articles = int(env("MAX_ARTICLES", "0"))
     n_train = env("N_TRAIN", "120" if quick else "400")
@@ -85,7 +85,11 @@ def plan(run: Path, data: Path) -> list[Stage]:
                             [out], ["stage2" if name == "smart" else "demo_data"]))
     stages.append(Stage("report", [PY, "scripts/make_report.py", "--run_dir", str(run)], [run / "report.md"],
                         [s.name for s in stages if s.name.startswith("eval_")]))
-    return stages
+    settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
+                "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV": n_dev,
+                "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps, "backend": backend,
+                "ndocs": "3", "decoding": "greedy"}
+    return stages, settings
 
 
 def stage_key(stage: Stage, keys: dict[str, str]) -> str:
@@ -96,9 +100,10 @@ def stage_key(stage: Stage, keys: dict[str, str]) -> str:
 def main() -> None:
     run = Path(env("RUN_DIR", "runs/quickstart"))
     data = defaults.data_dir()
-    stages = plan(run, data)
+    stages, settings = plan(run, data)
     state_dir = run / "stages"
     state_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run / "settings.json", settings)
     keys: dict[str, str] = {}
     total = time.time()
     for i, stage in enumerate(stages, start=1):
