@@ -34,6 +34,11 @@ class Passage:
     title: str
     text: str
 
+    @classmethod
+    def from_ctx(cls, ctx: dict) -> "Passage":
+        """A retrieved `{title, text}` dict with whitespace collapsed, so the passage renders on two lines."""
+        return cls(title=normalize_space(ctx.get("title") or ""), text=normalize_space(ctx.get("text") or ""))
+
 
 @dataclass
 class Fact:
@@ -268,28 +273,136 @@ def parse_long(text: str) -> tuple[Trajectory, list[str]]:
 
 
 # ----------------------------------------------------------------------------------------------- validate
-def validate_long(text: str) -> list[str]:
-    """Problems of a long trajectory: format, balanced tags, citations in range and relevant, facts verbatim."""
-    t, problems = parse_long(text)
-    for open_, close in ((RETRIEVAL_OPEN, RETRIEVAL_CLOSE),):
-        if text.count(open_) != text.count(close):
-            problems.append(f"unbalanced {open_}/{close}")
-    if not text.rstrip().endswith(EOG):
-        problems.append(f"does not end with {EOG}")
-    n = len(t.passages)
-    if n and len(t.facts) != n:
-        problems.append(f"locator judged {len(t.facts)} of {n} passages")
-    relevant = {f.index for f in t.relevant}
-    for c in t.citations:
-        if not 1 <= c <= n:
-            problems.append(f"citation [{c}] out of range 1..{n}")
-        elif c not in relevant:
-            problems.append(f"citation [{c}] is not a relevant passage")
-    for f in t.relevant:
-        if 1 <= f.index <= n and normalize_space(f.text) not in normalize_space(t.passages[f.index - 1].text):
-            problems.append(f"fact [{f.index}] is not a verbatim span of its passage")
+def normalize_space(s: str) -> str:
+    return " ".join(s.split())
+
+
+def problem_kind(problem: str) -> str:
+    """A problem message with its numbers replaced by N, for counting problems by kind."""
+    return re.sub(r"\d+", "N", problem)
+
+
+def _header_problems(text: str) -> list[str]:
+    return [f"header <|{name}|> without colon" for name in ("Reconstructor", "Locator", "Generator")
+            if re.search(rf"<\|{name}\|>(?!:)", text)]
+
+
+def _fact_problems(facts: list[Fact], passages: list[Passage]) -> list[str]:
+    """Every passage judged once, and every relevant fact a verbatim span of its passage."""
+    problems = []
+    if passages and len(facts) != len(passages):
+        problems.append(f"locator judged {len(facts)} of {len(passages)} passages")
+    for f in facts:
+        if f.relevant and 1 <= f.index <= len(passages):
+            if normalize_space(f.text) not in normalize_space(passages[f.index - 1].text):
+                problems.append(f"fact [{f.index}] is not a verbatim span of its passage")
     return problems
 
 
-def normalize_space(s: str) -> str:
-    return " ".join(s.split())
+def _citation_problems(citations: list[int], facts: list[Fact], n_passages: int, answer_text: str) -> list[str]:
+    problems = []
+    relevant = {f.index for f in facts if f.relevant}
+    for c in citations:
+        if not 1 <= c <= n_passages:
+            problems.append(f"citation [{c}] out of range 1..{n_passages}")
+        elif c not in relevant:
+            problems.append(f"citation [{c}] is not a relevant passage")
+    if CITE in answer_text and not citations:
+        problems.append(f"empty {CITE} list")
+    return problems
+
+
+def _tag_problems(text: str, once: tuple[str, ...]) -> list[str]:
+    problems = [f"{tag} appears {text.count(tag)} times" for tag in once if text.count(tag) != 1]
+    if text.count(RETRIEVAL_OPEN) + text.count("<|retrieval|>") != text.count(RETRIEVAL_CLOSE):
+        problems.append(f"unbalanced {RETRIEVAL_OPEN}/{RETRIEVAL_CLOSE}")
+    return problems
+
+
+def validate_long(text: str) -> list[str]:
+    """Problems of a long trajectory: format, balanced tags, citations in range and relevant, facts verbatim."""
+    t, problems = parse_long(text)
+    problems += _header_problems(text)
+    problems += _tag_problems(text, (EOR, EOG, EOL) if t.passages else (EOR, EOG))
+    if not text.rstrip().endswith(EOG):
+        problems.append(f"does not end with {EOG}")
+    problems += _fact_problems(t.facts, t.passages)
+    gen = _section(text, "Generator")
+    problems += _citation_problems(t.citations, t.facts, len(t.passages), text[gen.end():] if gen else "")
+    return problems
+
+
+# Record types as the authors' release spells them (`type` of their short examples).
+TYPE_ALIASES = {"intent_reconstructor": INTENT, "fac_locator": LOCATOR_TYPE}
+
+
+def split_prompt(instruction: str, input: str = "") -> tuple[str, str]:
+    """The prompt of a record cut after `</eoi>`: (request, context of earlier steps). No marker: (prompt, "")."""
+    prompt = format_prompt(instruction, input)
+    i = prompt.find(EOI)
+    if i < 0:
+        return prompt, ""
+    return prompt[:i + len(EOI)], prompt[i + len(EOI):].lstrip("\n")
+
+
+def record_type(record: dict) -> str:
+    """The record's type in our names (`long` or a SHORT_TYPES entry), reading the authors' aliases too."""
+    kind = str(record.get("type") or LONG).strip(" ,")
+    if kind == "response_generator":
+        _, context = split_prompt(record.get("instruction") or "", record.get("input") or "")
+        return GENERATOR_TYPE if _section(context, "Locator") else GENERATOR_NO_FACTS
+    return TYPE_ALIASES.get(kind, kind)
+
+
+def validate_short(record: dict) -> list[str]:
+    """Problems of a stage-1 record: the prompt holds the right earlier steps, the target is one well-formed step."""
+    kind = record_type(record)
+    if kind not in SHORT_TYPES:
+        return [f"unknown short type {record.get('type')!r}"]
+    prompt = format_prompt(record.get("instruction") or "", record.get("input") or "")
+    output = record.get("output") or ""
+    problems = [] if prompt.count(EOI) == 1 else [f"prompt: {EOI} appears {prompt.count(EOI)} times"]
+    problems += _header_problems(prompt)
+    _, context = split_prompt(record.get("instruction") or "", record.get("input") or "")
+    last_header = {INTENT: "Reconstructor", LOCATOR_TYPE: "Locator"}.get(kind, "Generator")
+    if not re.search(_HEADER.format(name=last_header) + r"$", context):
+        problems.append(f"prompt: does not end with the <|{last_header}|> header")
+    end = {INTENT: EOR, LOCATOR_TYPE: EOL}.get(kind, EOG)
+    if not output.rstrip().endswith(end):
+        problems.append(f"output: does not end with {end}")
+    for tag in (EOI, EOR, EOL, EOG, RETRIEVAL_OPEN, RETRIEVAL_CLOSE):
+        if output.count(tag) > (tag == end):
+            problems.append(f"output: stray {tag}")
+    r0 = max(context.find(RETRIEVAL_OPEN), context.find("<|retrieval|>"))
+    r1 = context.find(RETRIEVAL_CLOSE)
+    passages = parse_retrieval(context[context.find(">", r0) + 1:r1].strip("\n")) if 0 <= r0 < r1 else []
+    if kind == INTENT:
+        problems += parse_intent(output)[1]
+    elif kind == LOCATOR_TYPE:
+        if not passages:
+            problems.append("prompt: no passages before the locator")
+        facts, p = parse_locator(output, len(passages) or None)
+        problems += p + _fact_problems(facts, passages)
+    else:
+        loc = _section(context, "Locator")
+        facts = parse_locator(context[loc.start():])[0] if loc else []
+        _, citations, p = parse_answer(output)
+        problems += p
+        n = max([f.index for f in facts], default=0)
+        problems += _citation_problems(citations, facts, n, output)
+    return problems
+
+
+def validate_record(record: dict) -> list[str]:
+    """Problems of one trajectory-file record: its fields, then its long or short trajectory."""
+    problems = [f"record: missing field '{f}'" for f in ("id", "instruction", "output") if record.get(f) in (None, "")]
+    problems += [f"record: field '{f}' is not a string" for f in ("instruction", "input", "output")
+                 if record.get(f) is not None and not isinstance(record[f], str)]
+    if problems:
+        return problems
+    if record_type(record) == LONG:
+        problems = validate_long(record["output"])
+        if format_prompt(record["instruction"], record.get("input") or "").count(EOI) != 1:
+            problems.append(f"prompt: {EOI} appears more than once")
+        return problems
+    return validate_short(record)

@@ -1,0 +1,59 @@
+"""Teacher throughput against the local scripted OpenAI-compatible server with a fixed latency.
+
+    python bench/bench_teacher.py                    # concurrency 1, 8, 32; 200 ms per request
+    python bench/bench_teacher.py --concurrency 64 128 --rounds 20
+
+Runs the real intent step (resumable JSONL writes included) over rounds x concurrency items per level and prints
+items/s next to the bound concurrency / latency, and their ratio (1.0 = no overhead at all). The server runs in its
+own process (`python -m smart.openai_stub`), so its CPU does not compete with the client's for one interpreter lock.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from smart.intent import run_intent
+from smart.io import write_jsonl
+from smart.teacher import OpenAITeacher
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32], help="levels to measure")
+    p.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
+    p.add_argument("--rounds", type=int, default=10, help="items per level = rounds x concurrency")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    print(f"{'concurrency':>11} {'items':>6} {'seconds':>8} {'items/s':>8} {'bound':>8} {'ratio':>6}")
+    server = subprocess.Popen([sys.executable, "-m", "smart.openai_stub", "--latency", str(args.latency)],
+                              stdout=subprocess.PIPE, text=True)
+    url = server.stdout.readline().strip()
+    try:
+        measure(args, url)
+    finally:
+        server.kill()
+
+
+def measure(args: argparse.Namespace, url: str) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for c in args.concurrency:
+            n = args.rounds * c
+            src, out = Path(tmp) / f"items_{c}.jsonl", Path(tmp) / f"out_{c}.jsonl"
+            write_jsonl(src, [{"id": f"i{i}", "dataset_name": "bench", "task_type": "open_qa",
+                               "instruction": f"question {i}?", "output": "x"} for i in range(n)])
+            teacher = OpenAITeacher("stub", base_url=url, concurrency=c, timeout=30.0)
+            start = time.perf_counter()
+            summary = run_intent(str(src), str(out), teacher, concurrency=c)
+            seconds = time.perf_counter() - start
+            assert summary.written == n, summary.as_dict()
+            rate, bound = n / seconds, c / args.latency
+            print(f"{c:>11} {n:>6} {seconds:>8.2f} {rate:>8.1f} {bound:>8.1f} {rate / bound:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Build SMART trajectory data from one dataset file: convert -> intent -> retrieval -> fact locating -> combine.
+#
+#   OPENAI_BASE_URL=... OPENAI_API_KEY=... bash data_creation/create_data.sh nq_train.jsonl nq out/nq
+#   TEACHER=hf MODEL=embedded bash data_creation/create_data.sh ...   # offline, local teacher (SmolLM2)
+#   TEACHER=rule bash data_creation/create_data.sh ...                 # offline: request as query, answer-match locator
+#
+# Every teacher step is resumable: rerun the same command after an interruption. Environment knobs: TEACHER
+# (openai|hf|vllm|rule), MODEL, CONCURRENCY, MAX_QUERIES, N_DOCS, N (sample size), PASSAGES, EMBEDDINGS, ENCODER.
+set -euo pipefail
+if [ $# -lt 3 ]; then
+  echo "usage: $0 INPUT_FILE DATASET_NAME OUTPUT_DIR" >&2
+  exit 2
+fi
+INPUT=$1; NAME=$2; OUT=$3
+TEACHER=${TEACHER:-openai}; MODEL=${MODEL:-gpt-3.5-turbo-0125}; CONCURRENCY=${CONCURRENCY:-8}
+MAX_QUERIES=${MAX_QUERIES:-3}; N_DOCS=${N_DOCS:-3}
+PASSAGES=${PASSAGES:-embedded}; ENCODER=${ENCODER:-embedded}
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python}
+mkdir -p "$OUT/work"
+teacher=(--teacher "$TEACHER" --model_name "$MODEL" --concurrency "$CONCURRENCY")
+
+$PY data_creation/convert_data.py --input_file "$INPUT" --dataset_name "$NAME" --output_file "$OUT/work/items.jsonl" \
+  ${N:+--n "$N"}
+$PY data_creation/reconstruct_intent.py --input_file "$OUT/work/items.jsonl" --output_file "$OUT/work/intent.jsonl" \
+  --max_queries "$MAX_QUERIES" "${teacher[@]}"
+$PY multi_agent/passage_retrieval.py --model_name_or_path "$ENCODER" --passages "$PASSAGES" \
+  ${EMBEDDINGS:+--passages_embeddings "$EMBEDDINGS"} --data "$OUT/work/intent.jsonl" \
+  --output_dir "$OUT/work/retrieved" --n_docs "$N_DOCS"
+$PY data_creation/locate_facts.py --input_file "$OUT/work/retrieved/intent.jsonl" --output_file "$OUT/work/located.jsonl" \
+  "${teacher[@]}"
+$PY data_creation/combine_data.py --input_file "$OUT/work/located.jsonl" --long_output "$OUT/${NAME}_long.jsonl" \
+  --short_output "$OUT/${NAME}_short.jsonl" --stats_output "$OUT/${NAME}_stats.json" --tokenizer "${TOKENIZER:-none}"
+$PY data_creation/validate_data.py "$OUT/${NAME}_long.jsonl" "$OUT/${NAME}_short.jsonl"

@@ -1,0 +1,141 @@
+"""Evaluate SMART or a baseline on one of the paper's datasets (zero-shot, greedy).
+
+    python eval/run_eval.py --task popqa --input_file eval_data/popqa_longtail_w_gs.jsonl \
+        --model_name out/smart_llama2_7b --method smart --ndocs 3 --output_file results/popqa_smart.jsonl
+
+Writes per-example predictions (JSONL, resumable: a rerun skips finished examples), a metrics JSON beside it
+(`<output_file stem>.metrics.json`) and appends a row to a markdown table (--results_table).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from smart import agents, defaults, tasks
+from smart.backends import DTYPES, KINDS, load_backend
+from smart.io import InputError, ResumableJsonl, write_json
+from smart.metrics import append_results_row
+
+log = logging.getLogger("run_eval")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, choices=list(tasks.TASKS), help="dataset (file shape, instruction, metric)")
+    p.add_argument("--input_file", required=True, help="the dataset file (.jsonl, .json list or {'data': [...]})")
+    p.add_argument("--model_name", default=defaults.EMBEDDED,
+                   help="model directory, hub name, LoRA adapter directory, served name (openai), or 'embedded'")
+    p.add_argument("--method", default="smart", choices=agents.METHODS)
+    p.add_argument("--output_file", required=True, help="predictions JSONL (appended to on resume)")
+    p.add_argument("--results_table", default=None, help="markdown table to append a results row to")
+    p.add_argument("--ndocs", type=int, default=3, help="passages per query (static: the item's top ndocs ctxs)")
+    p.add_argument("--max_new_tokens", type=int, default=None, help="generator tokens (default: the task's, 100/300)")
+    p.add_argument("--max_intent_tokens", type=int, default=64)
+    p.add_argument("--max_locator_tokens", type=int, default=256)
+    p.add_argument("--limit", type=int, default=None, help="only the first N items")
+    p.add_argument("--chunk_size", type=int, default=256,
+                   help="examples per stage-batched round; each round's predictions are saved before the next")
+    g = p.add_argument_group("generation backend")
+    g.add_argument("--backend", default="auto", choices=KINDS, help="auto = vllm when importable, else hf")
+    g.add_argument("--batch_size", type=int, default=8, help="prompts per generate call (hf) / requests in flight (openai)")
+    g.add_argument("--dtype", default="auto", choices=DTYPES)
+    g.add_argument("--world_size", type=int, default=1, help="tensor-parallel GPUs (vllm)")
+    g.add_argument("--max_model_len", type=int, default=None)
+    g.add_argument("--lora_path", default=None, help="evaluate a LoRA adapter on --model_name without merging")
+    g = p.add_argument_group("retrieval")
+    g.add_argument("--retrieval", default="static", choices=("static", "live"),
+                   help="static: the items' own ctxs (the paper); live: search the corpus per reconstructed query")
+    g.add_argument("--passages", default=defaults.EMBEDDED, help="live: psgs_w100-format TSV")
+    g.add_argument("--passages_embeddings", default=None,
+                   help="live: embedding shards glob (default for the embedded corpus: built once and cached)")
+    g.add_argument("--retriever_model", default=defaults.EMBEDDED, help="live: query encoder")
+    return p.parse_args(argv)
+
+
+def make_retrieve(args: argparse.Namespace) -> agents.Retrieve:
+    if args.retrieval == "static":
+        return agents.static_retrieval
+    from smart import retriever
+
+    if args.passages_embeddings:
+        r = retriever.Retriever.from_paths(args.retriever_model, args.passages, args.passages_embeddings)
+    else:
+        r = retriever.ensure_embedded_index(args.retriever_model, args.passages)
+    return agents.LiveRetrieval(r, args.ndocs)
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    start = time.perf_counter()
+    task = tasks.get_task(args.task)
+    need_passages = args.retrieval == "static" and args.method != "no_retrieval"
+    examples = tasks.load_examples(task, args.input_file, args.ndocs, need_passages, args.limit)
+    limits = agents.Limits(args.max_intent_tokens, args.max_locator_tokens, args.max_new_tokens or task.max_new_tokens)
+    stats: dict = {}
+    with ResumableJsonl(args.output_file, key="id") as out:
+        other = {r.get("method") for r in out.done.values()} - {args.method}
+        if other:
+            raise InputError(f"{args.output_file}: holds predictions of method {sorted(other)}, not '{args.method}'; "
+                             "use another --output_file")
+        todo = [ex for ex in examples if ex.key not in out]
+        log.info("%d examples, %d already done, %d to run", len(examples), len(examples) - len(todo), len(todo))
+        if todo:
+            backend = load_backend(args.backend, args.model_name, dtype=args.dtype, batch_size=args.batch_size,
+                                   world_size=args.world_size, max_model_len=args.max_model_len,
+                                   lora_path=args.lora_path)
+            retrieve = make_retrieve(args)
+            for i in range(0, len(todo), args.chunk_size):
+                chunk = todo[i:i + args.chunk_size]
+                for ex, row in zip(chunk, agents.run(args.method, backend, chunk, retrieve, limits)):
+                    out.write({**row, "golds": ex.golds, **tasks.score(task, ex, row["answer"])})
+                log.info("done %d/%d", min(i + args.chunk_size, len(todo)), len(todo))
+            stats = dict(backend.stats)
+            backend.close()
+        rows = [out.done[ex.key] for ex in examples]
+
+    metrics = {"task": task.name, "method": args.method, "model": args.model_name, "input_file": args.input_file}
+    metrics.update(tasks.aggregate(task, examples, rows))
+    metrics["fallbacks"] = dict(Counter(f for r in rows for f in r["fallbacks"]))
+    metrics["examples_with_problems"] = sum(bool(r["problems"]) for r in rows)
+    metrics["unparsed"] = metrics.get("unparsed", 0)
+    metrics["settings"] = {k: getattr(args, k) for k in ("ndocs", "retrieval", "backend", "dtype", "world_size",
+                                                          "max_model_len", "lora_path", "batch_size", "limit")}
+    metrics["settings"].update(max_new_tokens=limits.generator, max_intent_tokens=limits.intent,
+                               max_locator_tokens=limits.locator)
+    metrics["wall_s"] = time.perf_counter() - start
+    metrics["generated_tokens"] = stats.get("generated_tokens", 0)
+    metrics["tokens_per_s"] = stats["generated_tokens"] / stats["seconds"] if stats.get("seconds") else 0.0
+    metrics["examples_run"] = len(todo)
+    write_json(metrics_path(args.output_file), metrics)
+    if args.results_table:
+        append_results_row(args.results_table, metrics)
+    return metrics
+
+
+def metrics_path(output_file: str) -> Path:
+    path = Path(output_file)
+    return path.with_name(path.stem + ".metrics.json")
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    args = parse_args(argv)
+    try:
+        metrics = evaluate(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    extra = "".join(f", {k} {metrics[k]:.2f}" for k in ("rouge_l", "mauve") if k in metrics)
+    print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}); "
+          f"fallbacks {metrics['fallbacks']}, unparsed {metrics['unparsed']} -> {metrics_path(args.output_file)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Retrieve passages for every item of JSON/JSONL files (the paper's Knowledge Retriever, static retrieval).
+
+    python multi_agent/passage_retrieval.py --model_name_or_path facebook/contriever-msmarco \\
+        --passages psgs_w100.tsv --passages_embeddings "wikipedia_embeddings/*" \\
+        --data YOUR_INPUT_FILE --output_dir YOUR_OUTPUT_DIR --n_docs 25
+
+Each item's query is its `queries` list (Intent Reconstructor output) if present, else `instruction`, else
+`question` (or --query_field). Several queries per item each get the top n_docs, merged by rank without duplicates.
+Output: <output_dir>/<input file name>, the same items plus `ctxs: [{id, title, text, score}, ...]`.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import logging
+import sys
+from pathlib import Path
+
+from smart import defaults
+from smart.io import InputError, read_records, write_records
+from smart.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name_or_path", default=defaults.EMBEDDED,
+                   help="query encoder: 'embedded', facebook/contriever-msmarco or a folder (the one that made the embeddings)")
+    p.add_argument("--passages", default=defaults.EMBEDDED, help="passage TSV (id, text, title); 'embedded' = vital articles")
+    p.add_argument("--passages_embeddings", default=None,
+                   help="glob of embedding shards, e.g. \"wikipedia_embeddings/*\" (ours .npy or Contriever's pickles);"
+                        " default: the embedded corpus' cached embeddings, computed on first use")
+    p.add_argument("--data", required=True, help="input .json/.jsonl file, or a glob of them")
+    p.add_argument("--output_dir", required=True, help="output folder; each input is written there under its own name")
+    p.add_argument("--n_docs", type=int, default=100, help="passages per query")
+    p.add_argument("--query_field", default=None,
+                   help="item field holding the query (a str or a list of str); default: queries, instruction, question")
+    p.add_argument("--save_or_load_index", action="store_true",
+                   help="save the FAISS index beside the embeddings and reuse it when the shards are unchanged")
+    p.add_argument("--projection_size", type=int, default=None, help="embedding dimension to expect (default: from the shards)")
+    p.add_argument("--n_subquantizers", type=int, default=0, help="IVF-PQ with this many subquantizers; 0 = exact flat index")
+    p.add_argument("--n_bits", type=int, default=8, help="bits per IVF-PQ subquantizer")
+    p.add_argument("--hnsw_m", type=int, default=0, help="HNSW graph with M neighbours per node; 0 = off")
+    p.add_argument("--indexing_batch_size", type=int, default=1_000_000, help="vectors added to the index at a time")
+    p.add_argument("--per_gpu_batch_size", type=int, default=64, help="queries per encoder forward pass")
+    p.add_argument("--question_maxlength", type=int, default=512, help="max tokens per query")
+    p.add_argument("--lowercase", action="store_true", help="lowercase queries (use if the passages were embedded so)")
+    p.add_argument("--normalize_text", action="store_true", help="normalize queries (use if the passages were embedded so)")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                   help="encoder precision; auto = float16 on GPU (as Contriever), float32 on CPU")
+    p.add_argument("--no_fp16", action="store_true", help="same as --dtype float32 (Contriever's flag)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    args = parse_args(argv)
+    try:
+        if args.n_docs < 1:
+            raise InputError("--n_docs must be at least 1")
+        if args.passages_embeddings is None and args.passages != defaults.EMBEDDED:
+            raise InputError(f"--passages {args.passages}: give its embeddings with --passages_embeddings \"DIR/*\"")
+        paths = sorted(glob.glob(args.data)) or [args.data]
+        inputs = {path: read_records(path) for path in paths}
+        for path, records in inputs.items():  # fail on bad items before the (slow) index is built
+            for line, item in records:
+                queries_of(item, path, line, args.query_field)
+        options = dict(projection_size=args.projection_size, n_subquantizers=args.n_subquantizers, n_bits=args.n_bits,
+                       hnsw_m=args.hnsw_m, indexing_batch_size=args.indexing_batch_size,
+                       save_or_load_index=args.save_or_load_index, question_maxlength=args.question_maxlength,
+                       text=TextOptions(False, args.lowercase, args.normalize_text),
+                       dtype="float32" if args.no_fp16 else args.dtype)
+        if args.passages_embeddings is None:
+            retriever = ensure_embedded_index(args.model_name_or_path, args.passages,
+                                              batch_size=args.per_gpu_batch_size, **options)
+        else:
+            retriever = Retriever.from_paths(args.model_name_or_path, args.passages, args.passages_embeddings,
+                                             batch_size=args.per_gpu_batch_size, **options)
+        for path, records in inputs.items():
+            out = Path(args.output_dir) / Path(path).name
+            write_records(out, retrieve_records(retriever, records, path, args.n_docs, args.query_field))
+            logging.info("wrote %s (%d items)", out, len(records))
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

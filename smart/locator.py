@@ -1,0 +1,162 @@
+"""Step 3 of data creation, fact locating: for each retrieved passage, the supporting sentence(s) or "irrelevant".
+
+Two locators fill `ctx["relevant"]` and `ctx["fact"]` for every ctx of an item:
+- `locate_with_teacher`: the teacher judges each passage (given the request and the gold answer) and copies the
+  supporting sentences. A fact must be a verbatim span of its passage: an inexact copy is snapped to the passage's
+  best-matching run of sentences when close enough (difflib), else the passage is marked irrelevant; both counted.
+- `locate_by_answer`: offline, the sentences containing a gold short answer (or a given evidence sentence).
+"""
+from __future__ import annotations
+
+import asyncio
+import difflib
+import re
+
+from smart.convert import check_items, item_request
+from smart.io import read_records
+from smart.teacher import RunSummary, run_resumable
+from smart.trajectory import IRRELEVANT, RELEVANT, normalize_space
+
+SNAP_THRESHOLD = 0.8  # difflib ratio above which an inexact fact is replaced by the passage's own sentences
+MAX_FACT_SENTENCES = 3
+
+_SENTENCE = re.compile(r"\S.*?(?:[.!?][\"')\]]*(?=\s+[A-Z\"'(\[\u00C0-\u024F]|\s*$)|$)", re.S)
+
+
+def sentences(text: str) -> list[str]:
+    """The sentences of a passage, each a verbatim substring of it (split after . ! ? before a capital)."""
+    return [m.group(0).strip() for m in _SENTENCE.finditer(text) if m.group(0).strip()]
+
+
+def _runs(sents: list[str], text: str, max_len: int = MAX_FACT_SENTENCES):
+    """Contiguous runs of 1..max_len sentences, as verbatim spans of `text`."""
+    starts = []
+    pos = 0
+    for s in sents:
+        pos = text.index(s, pos)
+        starts.append(pos)
+        pos += len(s)
+    for i in range(len(sents)):
+        for j in range(i, min(i + max_len, len(sents))):
+            yield text[starts[i]:starts[j] + len(sents[j])]
+
+
+def snap_fact(fact: str, passage: str, threshold: float = SNAP_THRESHOLD) -> tuple[str | None, str]:
+    """(verbatim fact or None, how): `exact` (up to whitespace), `snapped` to the closest sentence run, or `unmatched`."""
+    fact, passage = normalize_space(fact).strip(" \"'"), normalize_space(passage)
+    if not fact:
+        return None, "unmatched"
+    if fact in passage:
+        return fact, "exact"
+    best, best_ratio = None, 0.0
+    for run in _runs(sentences(passage), passage):
+        matcher = difflib.SequenceMatcher(None, fact.lower(), run.lower(), autojunk=False)
+        if matcher.real_quick_ratio() < best_ratio or matcher.quick_ratio() < best_ratio:
+            continue
+        ratio = matcher.ratio()
+        if ratio > best_ratio:
+            best, best_ratio = run, ratio
+    return (best, "snapped") if best is not None and best_ratio >= threshold else (None, "unmatched")
+
+
+# ----------------------------------------------------------------------------------------------- teacher locator
+_TASK = ("You check whether a passage helps to answer a request. Reply with [Relevant] when the passage states facts "
+         "that support the given answer, then a line `Fact:` followed by the supporting sentences copied word for word "
+         "from the passage (whole sentences, at most three). Reply with [Irrelevant] alone otherwise.")
+
+_EXAMPLES = [
+    ("When did the Berlin Wall fall?", "9 November 1989",
+     "Berlin Wall\nThe Berlin Wall was a guarded concrete barrier that encircled West Berlin from 1961 to 1989. "
+     "On 9 November 1989, the East German government announced that its citizens could cross the border. "
+     "Crowds began to climb onto the wall that night.",
+     "[Relevant]\nFact: On 9 November 1989, the East German government announced that its citizens could cross the border."),
+    ("When did the Berlin Wall fall?", "9 November 1989",
+     "Brandenburg Gate\nThe Brandenburg Gate is an 18th-century neoclassical monument in Berlin. It was built on the "
+     "orders of King Frederick William II of Prussia.",
+     "[Irrelevant]"),
+]
+
+
+def locator_messages(item: dict, ctx: dict) -> list[dict]:
+    """A chat prompt judging one passage for one request and its answer."""
+    shots = "\n\n".join(f"Request: {q}\nAnswer: {a}\nPassage: {p}\nJudgement:\n{j}" for q, a, p, j in _EXAMPLES)
+    passage = f"{normalize_space(ctx.get('title') or '')}\n{normalize_space(ctx.get('text') or '')}"
+    user = (f"{shots}\n\nRequest: {item_request(item)}\nAnswer: {item.get('output', '')}\n"
+            f"Passage: {passage}\nJudgement:")
+    return [{"role": "system", "content": _TASK}, {"role": "user", "content": user}]
+
+
+def parse_judgement(reply: str) -> tuple[bool | None, str]:
+    """(relevant, fact) from a locator reply; relevant is None when the reply says neither."""
+    rel, irr = reply.find(RELEVANT), reply.find(IRRELEVANT)
+    if irr >= 0 and (rel < 0 or irr < rel):
+        return False, ""
+    if rel < 0:
+        return None, ""
+    body = reply[rel + len(RELEVANT):]
+    m = re.search(r"(?:fact|extracted span|span)\s*:", body, flags=re.I)
+    fact = body[m.end():] if m else body
+    return True, fact.strip().strip(":").strip()
+
+
+def judge(ctx: dict, reply_text: str, truncated: bool) -> tuple[dict, list[str]]:
+    """The ctx with `relevant`/`fact` from one teacher reply, and the flags it earned."""
+    relevant, fact = parse_judgement(reply_text)
+    flags = []
+    if not reply_text.strip():
+        flags.append("locator_empty")
+    elif truncated:
+        flags.append("locator_truncated")
+    elif relevant is None:
+        flags.append("locator_off_format")
+    if relevant and not truncated:
+        fact, how = snap_fact(fact, ctx.get("text") or "")
+        if how != "exact":
+            flags.append(f"fact_{how}")
+        relevant = fact is not None
+    else:
+        relevant = False
+    return {**ctx, "relevant": bool(relevant), "fact": (fact or "") if relevant else ""}, flags
+
+
+async def locate_with_teacher(item: dict, teacher) -> dict:
+    """The item with every ctx judged by the teacher (passages in parallel)."""
+    replies = await asyncio.gather(*(teacher.chat(locator_messages(item, ctx)) for ctx in item["ctxs"]))
+    ctxs, flags = [], list(item.get("flags", []))
+    for ctx, reply in zip(item["ctxs"], replies):
+        judged, f = judge(ctx, reply.text, reply.truncated)
+        ctxs.append(judged)
+        flags += f
+    return {**item, "ctxs": ctxs, "flags": flags}
+
+
+# ----------------------------------------------------------------------------------------------- offline locator
+def _norm(s: str) -> str:
+    return " " + " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split()) + " "
+
+
+def locate_by_answer(item: dict) -> dict:
+    """Mark a passage relevant when one of its sentences contains a gold answer (`answers` when the item has the
+    field, else `output`) or an `evidence` string, as whole words after normalization; the first such sentence is
+    the fact. (Items whose answer is a label, like true/false, carry `answers: []` and rely on evidence.)"""
+    answers = item["answers"] if isinstance(item.get("answers"), list) else [item.get("output", "")]
+    targets = [_norm(a) for a in answers + item.get("evidence", []) if isinstance(a, str)]
+    targets = [t for t in targets if t.strip()]
+    ctxs = []
+    for ctx in item["ctxs"]:
+        hits = [s for s in sentences(normalize_space(ctx.get("text") or "")) if any(t in _norm(s) for t in targets)]
+        ctxs.append({**ctx, "relevant": bool(hits), "fact": hits[0] if hits else ""})
+    return {**item, "ctxs": ctxs}
+
+
+def run_locate(input_file: str, output_file: str, teacher, concurrency: int = 8) -> RunSummary:
+    """Judge every passage of every usable item of `input_file` (items with `ctxs`) into `output_file` (resumable).
+    `teacher=None`: the offline answer-matching locator."""
+    items, rejected = check_items(read_records(input_file), needs=("ctxs",))
+
+    async def process(item: dict) -> dict:
+        return locate_by_answer(item) if teacher is None else await locate_with_teacher(item, teacher)
+
+    summary = run_resumable(items, process, output_file, concurrency, teacher, desc="locate")
+    summary.rejected = rejected
+    return summary

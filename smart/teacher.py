@@ -1,0 +1,299 @@
+"""The data-creation teacher: an OpenAI-compatible chat endpoint or a local model, and a resumable item runner.
+
+- `OpenAITeacher`: the official `openai` async client; bounded concurrency, hard per-request timeout, retries with
+  exponential backoff and full jitter on 429, 5xx, timeouts and connection errors; temperature 0. The base URL and key
+  come from OPENAI_BASE_URL / OPENAI_API_KEY and are never logged or written.
+- `LocalTeacher`: `smart.backends.load_backend(kind, path).chat(...)` behind the same `chat` coroutine; concurrent
+  requests are gathered into batches, so construction runs offline (e.g. with the embedded SmolLM2).
+- `run_resumable`: feeds items to an async `process(item)` with a pool of workers and appends each finished row to a
+  `smart.io.ResumableJsonl` keyed by id: a rerun skips finished ids, a kill loses only the items in flight.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Iterable
+
+from smart.io import InputError, ResumableJsonl, iter_jsonl, write_json
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Reply:
+    text: str
+    truncated: bool = False  # the teacher stopped at its token limit
+
+
+class TeacherError(RuntimeError):
+    """A request that failed for good (retries exhausted or not retryable): the item is skipped and counted."""
+
+
+class TeacherFatal(RuntimeError):
+    """A failure no retry or other item can fix (bad key, unknown model): the run stops."""
+
+
+@dataclass
+class TeacherStats:
+    requests: int = 0
+    retries: int = 0
+    failures: int = 0
+    retry_reasons: Counter = field(default_factory=Counter)
+
+    def as_dict(self) -> dict:
+        return {"requests": self.requests, "retries": self.retries, "failures": self.failures,
+                "retry_reasons": dict(self.retry_reasons)}
+
+
+class OpenAITeacher:
+    """Chat completions from any OpenAI-compatible server, temperature 0."""
+
+    def __init__(self, model_name: str, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 6,
+                 backoff_base: float = 1.0, backoff_max: float = 60.0, max_tokens: int = 512,
+                 base_url: str | None = None, api_key: str | None = None):
+        import httpx
+        import openai
+
+        self.model_name, self.timeout, self.max_retries = model_name, timeout, max_retries
+        self.backoff_base, self.backoff_max, self.max_tokens = backoff_base, backoff_max, max_tokens
+        self.stats = TeacherStats()
+        self._limit = asyncio.Semaphore(concurrency)
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",  # local servers need none
+            max_retries=0, timeout=timeout,
+            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+        )
+        self._retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
+                           openai.APIConnectionError, openai.APIResponseValidationError, asyncio.TimeoutError,
+                           json.JSONDecodeError)  # the last two: a hung or garbled response
+        self._fatal = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+        self._status_error = openai.APIStatusError
+
+    def _delay(self, attempt: int, error: Exception) -> float:
+        """Full-jitter exponential backoff; a server's Retry-After (seconds) is a floor, within backoff_max."""
+        delay = random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after and retry_after.replace(".", "", 1).isdigit():
+            delay = max(delay, min(float(retry_after), self.backoff_max))
+        return delay
+
+    async def chat(self, messages: list[dict]) -> Reply:
+        for attempt in range(self.max_retries + 1):
+            try:
+                async with self._limit:
+                    self.stats.requests += 1
+                    response = await asyncio.wait_for(
+                        self._client.chat.completions.create(
+                            model=self.model_name, messages=messages, temperature=0.0, max_tokens=self.max_tokens),
+                        timeout=self.timeout + 1.0)
+            except self._fatal as e:
+                raise TeacherFatal(f"teacher endpoint refused the request ({type(e).__name__}, HTTP {e.status_code})") from None
+            except self._retryable as e:
+                if attempt == self.max_retries:
+                    self.stats.failures += 1
+                    raise TeacherError(f"gave up after {attempt + 1} attempts: {type(e).__name__}") from None
+                self.stats.retries += 1
+                self.stats.retry_reasons[type(e).__name__] += 1
+                await asyncio.sleep(self._delay(attempt, e))
+                continue
+            except self._status_error as e:  # 400 and other client errors: retrying cannot help
+                self.stats.failures += 1
+                raise TeacherError(f"HTTP {e.status_code} ({type(e).__name__})") from None
+            choice = response.choices[0] if response.choices else None
+            text = (choice.message.content or "") if choice else ""
+            return Reply(text=text, truncated=bool(choice and choice.finish_reason == "length"))
+        raise AssertionError("unreachable")
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class LocalTeacher:
+    """A local chat model (`smart.backends`), greedy; concurrent `chat` calls are answered in batches."""
+
+    def __init__(self, kind: str, model: str, batch_size: int = 8, max_tokens: int = 256, **options: Any):
+        from smart.backends import load_backend
+
+        self.backend = load_backend(kind, model, **options)
+        self.batch_size, self.max_tokens = batch_size, max_tokens
+        self.stats = TeacherStats()
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+
+    async def chat(self, messages: list[dict]) -> Reply:
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._worker = asyncio.create_task(self._serve())
+        future = asyncio.get_running_loop().create_future()
+        await self._queue.put((messages, future))
+        return await future
+
+    async def _serve(self) -> None:
+        while True:
+            batch = [await self._queue.get()]
+            await asyncio.sleep(0)  # let the other workers enqueue their requests
+            while len(batch) < self.batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            self.stats.requests += len(batch)
+            try:
+                texts = await asyncio.to_thread(self.backend.chat, [m for m, _ in batch], self.max_tokens)
+            except Exception as e:  # noqa: BLE001 - a backend failure fails this batch's items, counted
+                self.stats.failures += len(batch)
+                for _, future in batch:
+                    future.set_exception(TeacherError(f"local teacher failed: {e}"))
+                continue
+            for (_, future), text in zip(batch, texts):
+                future.set_result(Reply(text=text or ""))
+
+    async def aclose(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+        self.backend.close()
+
+
+Teacher = OpenAITeacher | LocalTeacher
+
+
+def add_teacher_args(parser) -> None:
+    """The teacher flags shared by the data-creation CLIs."""
+    g = parser.add_argument_group("teacher")
+    g.add_argument("--teacher", default="openai", choices=["openai", "hf", "vllm", "rule"],
+                   help="openai: an OpenAI-compatible endpoint (OPENAI_BASE_URL, OPENAI_API_KEY from the environment); "
+                        "hf/vllm: a local chat model at --model_name (`embedded` = SmolLM2); rule: no model")
+    g.add_argument("--model_name", default="gpt-3.5-turbo-0125", help="endpoint model name, or local model path")
+    g.add_argument("--concurrency", type=int, default=8, help="requests in flight (local: batch size)")
+    g.add_argument("--timeout", type=float, default=60.0, help="hard limit per request, seconds")
+    g.add_argument("--max_retries", type=int, default=6, help="retries per request on 429/5xx/timeouts/connection errors")
+    g.add_argument("--backoff_base", type=float, default=1.0, help="first backoff, seconds (doubles per retry, jittered)")
+    g.add_argument("--max_tokens", type=int, default=512, help="max tokens per teacher reply")
+
+
+def make_teacher(args) -> Teacher | None:
+    """The teacher named by the CLI flags (None for `rule`)."""
+    if args.teacher == "rule":
+        return None
+    if args.teacher == "openai":
+        return OpenAITeacher(args.model_name, concurrency=args.concurrency, timeout=args.timeout,
+                             max_retries=args.max_retries, backoff_base=args.backoff_base, max_tokens=args.max_tokens)
+    from smart.defaults import resolve_llm
+
+    return LocalTeacher(args.teacher, resolve_llm(args.model_name), batch_size=args.concurrency, max_tokens=args.max_tokens)
+
+
+# ----------------------------------------------------------------------------------------------- runner
+@dataclass
+class RunSummary:
+    """What a step did: items written (this run and before), items failed or rejected (with ids), teacher counts."""
+
+    total: int = 0
+    done_before: int = 0
+    written: int = 0
+    failed_ids: list[str] = field(default_factory=list)
+    rejected: dict[str, list[str]] = field(default_factory=dict)  # bad input rows: reason -> ids
+    flags: dict[str, int] = field(default_factory=dict)  # per-row notes over the whole output file
+    flagged_ids: dict[str, list[str]] = field(default_factory=dict)
+    teacher: dict = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def as_dict(self, max_ids: int = 50) -> dict:
+        return {
+            "total": self.total, "done_before": self.done_before, "written": self.written,
+            "failed": len(self.failed_ids), "failed_ids": self.failed_ids[:max_ids],
+            "rejected": {k: len(v) for k, v in self.rejected.items()},
+            "rejected_ids": {k: v[:max_ids] for k, v in self.rejected.items()},
+            "flags": self.flags, "flagged_ids": {k: v[:max_ids] for k, v in self.flagged_ids.items()},
+            "teacher": self.teacher, "seconds": round(self.seconds, 2),
+        }
+
+
+def flag_counts(rows: Iterable[dict]) -> tuple[dict[str, int], dict[str, list[str]]]:
+    """Count the `flags` notes of rows (e.g. a counted fallback), with the ids of the rows carrying each."""
+    counts: Counter = Counter()
+    ids: dict[str, list[str]] = {}
+    for row in rows:
+        for flag in row.get("flags", []):
+            counts[flag] += 1
+            ids.setdefault(flag, []).append(str(row.get("id")))
+    return dict(sorted(counts.items())), ids
+
+
+def run_resumable(items: list[dict], process: Callable[[dict], Awaitable[dict]], output: str | os.PathLike,
+                  concurrency: int = 8, teacher: Teacher | None = None, desc: str = "items") -> RunSummary:
+    """Run `process` over the items not yet in `output` (keyed by `id`), `concurrency` at a time; append each row.
+
+    A `TeacherError` fails only its item (not written, so a rerun retries it); `TeacherFatal` stops the run.
+    """
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    summary = RunSummary(total=len(items))
+    with ResumableJsonl(output) as out:
+        todo = [item for item in items if str(item["id"]) not in out]
+        summary.done_before = len(items) - len(todo)
+        bar = tqdm(total=len(todo), desc=desc, disable=None)
+
+        async def worker(queue: asyncio.Queue) -> None:
+            while not queue.empty():
+                item = queue.get_nowait()
+                try:
+                    row = await process(item)
+                except TeacherError as e:
+                    log.warning("%s: %s", item["id"], e)
+                    summary.failed_ids.append(str(item["id"]))
+                else:
+                    out.write(row)
+                    summary.written += 1
+                bar.update(1)
+
+        async def main() -> None:
+            queue: asyncio.Queue = asyncio.Queue()
+            for item in todo:
+                queue.put_nowait(item)
+            try:
+                await asyncio.gather(*(worker(queue) for _ in range(max(1, min(concurrency, len(todo))))))
+            finally:
+                if teacher is not None:
+                    await teacher.aclose()
+
+        asyncio.run(main())
+        bar.close()
+    summary.flags, summary.flagged_ids = flag_counts(row for _, row in iter_jsonl(output)) if Path(output).exists() else ({}, {})
+    summary.teacher = teacher.stats.as_dict() if teacher is not None else {}
+    summary.seconds = time.monotonic() - start
+    return summary
+
+
+def write_summary(output: str | os.PathLike, summary: RunSummary) -> Path:
+    """Write the summary beside the output (`<output>.summary.json`) and return its path."""
+    path = Path(str(output) + ".summary.json")
+    write_json(path, summary.as_dict())
+    return path
+
+
+@contextlib.contextmanager
+def cli_errors():
+    """For CLIs: bad input or a refusing endpoint prints one line and exits 2, with no traceback."""
+    try:
+        yield
+    except (InputError, TeacherFatal) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def report(output: str | os.PathLike, summary: RunSummary) -> None:
+    """Print a step's summary and write it beside its output."""
+    path = write_summary(output, summary)
+    print(json.dumps(summary.as_dict(max_ids=10), indent=1))
+    print(f"summary written to {path}", file=sys.stderr)

@@ -1,0 +1,271 @@
+"""Data creation steps: converter shapes, intent and fact locating against a scripted server, combine, validator, demo."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from smart import trajectory as T
+from smart.combine import combine, trajectory_stats
+from smart.convert import (DIALOGUE, FACT_VERIFICATION, MULTI_HOP_QA, MULTIPLE_CHOICE, OPEN_QA, INSTRUCTION,
+                           convert_file)
+from smart.intent import run_intent
+from smart.io import write_jsonl
+from smart.locator import locate_by_answer, run_locate, snap_fact
+from smart.openai_stub import StubOpenAI
+from smart.teacher import OpenAITeacher
+
+FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli(name: str):
+    """The `main` of a data_creation/ script."""
+    spec = importlib.util.spec_from_file_location(name, REPO / "data_creation" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def teacher(server: StubOpenAI) -> OpenAITeacher:
+    return OpenAITeacher("stub", base_url=server.url, backoff_base=0.01, max_retries=2, concurrency=4)
+
+
+def rows(path: Path) -> dict[str, dict]:
+    return {r["id"]: r for r in map(json.loads, path.read_text().splitlines())}
+
+
+# ----------------------------------------------------------------------------------------------- converter
+SHAPES = {
+    "nq": ([{"id": 1, "question": "who wrote hamlet", "answers": ["Shakespeare", "William Shakespeare"]},
+            {"id": 2, "question": "empty one", "answers": []}], OPEN_QA),
+    "hotpotqa": ([{"_id": "h1", "question": "Which is older, A or B?", "answer": "A"}], MULTI_HOP_QA),
+    "fever": ([{"id": 5, "claim": "Paris is in France.", "label": "SUPPORTS"},
+               {"id": 6, "claim": "Paris is in Peru.", "label": "REFUTES"},
+               {"id": 7, "claim": "Paris is nice.", "label": "NOT ENOUGH INFO"}], FACT_VERIFICATION),
+    "pubhealth": ([{"question": "Vitamin C cures colds.", "answers": ["false"]}], FACT_VERIFICATION),
+    "arc_c": ([{"id": "a1", "question": "Which is a metal?", "answerKey": "2",
+                "choices": {"text": ["wood", "iron", "glass", "water"], "label": ["1", "2", "3", "4"]}},
+               {"id": "a2", "question": {"stem": "Sun rises in the", "choices": [{"text": "east", "label": "A"},
+                                                                                   {"text": "west", "label": "B"}]},
+                "answerKey": "A"}], MULTIPLE_CHOICE),
+    "openbookqa": ([{"id": "o1", "question_stem": "Plants need", "answerKey": "B",
+                     "choices": {"text": ["salt", "light"], "label": ["A", "B"]}}], MULTIPLE_CHOICE),
+    "qrecc": ([{"Conversation_no": 1, "Context": ["Who is Ada Lovelace?", "A mathematician."],
+                "Question": "What did she write?", "Answer": "Notes on the Analytical Engine."}], DIALOGUE),
+    "wow": ([{"id": "w1", "input": "I like jazz.\nMe too, who is your favourite?",
+              "output": [{"answer": "Miles Davis, the trumpeter."}]}], DIALOGUE),
+    "alpaca": ([{"instruction": "Name a primary colour.", "input": "", "output": "Red."},
+                {"instruction": "Summarize.", "input": "Long text.", "output": ""}], INSTRUCTION),
+}
+
+
+@pytest.mark.parametrize("name", SHAPES)
+def test_converter_reads_each_shape(tmp_path, name):
+    source, task = SHAPES[name]
+    path = tmp_path / f"{name}.jsonl"
+    write_jsonl(path, source)
+    items, rejected = convert_file(str(path), name)
+    assert items and all(i["task_type"] == task and i["dataset_name"] == name and i["output"] for i in items)
+    assert len({i["id"] for i in items}) == len(items)
+    first = items[0]
+    expected = {
+        "nq": ("who wrote hamlet", "", "Shakespeare"),
+        "hotpotqa": ("Which is older, A or B?", "", "A"),
+        "fever": ("Is the following statement correct or not? Say true if it's correct; otherwise, say false.",
+                  "Paris is in France.", "true"),
+        "pubhealth": (None, "Vitamin C cures colds.", "false"),
+        "arc_c": ("Given four answer candidates, A, B, C and D, choose the best answer choice.",
+                  "Which is a metal?\nA: wood\nB: iron\nC: glass\nD: water", "B: iron"),
+        "openbookqa": (None, "Plants need\nA: salt\nB: light", "B: light"),
+        "qrecc": (None, "Who is Ada Lovelace?\nA mathematician.\nWhat did she write?", "Notes on the Analytical Engine."),
+        "wow": (None, "I like jazz.\nMe too, who is your favourite?", "Miles Davis, the trumpeter."),
+        "alpaca": ("Name a primary colour.", "", "Red."),
+    }[name]
+    assert (first["instruction"] if expected[0] is not None else None, first["input"], first["output"]) == expected
+    if name == "nq":
+        assert first["answers"] == ["Shakespeare", "William Shakespeare"] and rejected == {"empty_answer": [f"{path}:2"]}
+    if name == "fever":
+        assert items[1]["output"] == "false" and rejected == {"unknown_label": [f"{path}:3"]}
+    if name == "arc_c":
+        assert items[1]["input"] == "Sun rises in the\nA: east\nB: west" and items[1]["output"] == "A: east"
+    if name == "alpaca":
+        assert rejected == {"empty_answer": [f"{path}:2"]}
+
+
+# ----------------------------------------------------------------------------------------------- intent step
+def scripted_intent(messages: list[dict]) -> str:
+    request = messages[-1]["content"].rsplit("Request:\n", 1)[-1]
+    for key, reply in {"good": "Queries:\n- alpha facts\n- beta facts", "empty": "  ", "foreign": "Поиск фактов",
+                       "rambling": " ".join(["word"] * 40), "many": "a\nb\nc\nd\ne", "cut": "half a quer"}.items():
+        if key in request:
+            return reply
+    return "plain query"
+
+
+def test_intent_step_counts_fallbacks_and_bad_rows(tmp_path):
+    good = [{"id": k, "dataset_name": "t", "task_type": OPEN_QA, "instruction": f"{k} question?", "output": "x"}
+            for k in ("good", "empty", "foreign", "rambling", "many", "cut")]
+    bad = [{"dataset_name": "t", "task_type": OPEN_QA, "instruction": "no id", "output": "x"},
+           {"id": "b1", "task_type": "poetry", "instruction": "q", "output": "x"},
+           {"id": "b2", "task_type": OPEN_QA, "instruction": "q", "output": ""},
+           {"id": "b3", "task_type": OPEN_QA, "instruction": "", "output": "x"}]
+    write_jsonl(tmp_path / "items.jsonl", good + bad)
+    with StubOpenAI(respond=scripted_intent, faults={"cut question": ["length"]}) as server:
+        summary = run_intent(str(tmp_path / "items.jsonl"), str(tmp_path / "intent.jsonl"), teacher(server), 3)
+    out = rows(tmp_path / "intent.jsonl")
+    assert set(out) == {"good", "empty", "foreign", "rambling", "many", "cut"}
+    assert out["good"]["queries"] == ["alpha facts", "beta facts"] and out["good"]["flags"] == []
+    assert out["many"]["queries"] == ["a", "b", "c"] and out["many"]["flags"] == ["intent_capped"]
+    for key in ("empty", "foreign", "rambling", "cut"):
+        assert out[key]["queries"] == [f"{key} question?"] and "intent_fallback" in out[key]["flags"]
+    assert summary.flags == {"intent_capped": 1, "intent_empty": 1, "intent_fallback": 4, "intent_off_format": 1,
+                             "intent_truncated": 1, "intent_wrong_language": 1}
+    assert summary.flagged_ids["intent_wrong_language"] == ["foreign"]
+    assert summary.rejected == {"missing_id": ["line 7"], "unknown_task_type": ["b1"], "empty_answer": ["b2"],
+                                "missing_instruction": ["b3"]}
+
+
+# ----------------------------------------------------------------------------------------------- fact locating
+PASSAGES = {
+    "exact": "The Nile is a major river in Africa. It flows north into the Mediterranean Sea.",
+    "near": "The Amazon carries more water than any other river. It drains a basin in South America.",
+    "far": "Mount Fuji is the highest mountain in Japan. It is an active volcano.",
+    "no": "Chess is a board game for two players.",
+    "garbage": "Tea is an aromatic beverage.",
+    "empty": "Coffee is a brewed drink.",
+}
+JUDGEMENTS = {
+    "exact": "[Relevant]\nFact: It flows north into the Mediterranean Sea.",
+    "near": "[Relevant]\nFact: The Amazon carries more water than any other rivers",
+    "far": "[Relevant]\nFact: Rivers are long and wet.",
+    "no": "[Irrelevant]",
+    "garbage": "I am not sure what you mean.",
+    "empty": "",
+}
+
+
+def scripted_locator(messages: list[dict]) -> str:
+    passage = messages[-1]["content"].rsplit("Passage: ", 1)[-1]
+    return next(JUDGEMENTS[k] for k, text in PASSAGES.items() if text in passage)
+
+
+def test_teacher_locator_keeps_only_verbatim_facts(tmp_path):
+    ctxs = [{"id": k, "title": k.title(), "text": text, "score": 1.0} for k, text in PASSAGES.items()]
+    item = {"id": "r1", "dataset_name": "t", "task_type": OPEN_QA, "instruction": "Which river?", "output": "Nile",
+            "queries": ["river"], "ctxs": ctxs}
+    write_jsonl(tmp_path / "retrieved.jsonl", [item, {**item, "id": "r2", "ctxs": None}])
+    with StubOpenAI(respond=scripted_locator) as server:
+        summary = run_locate(str(tmp_path / "retrieved.jsonl"), str(tmp_path / "located.jsonl"), teacher(server))
+    judged = {c["id"]: c for c in rows(tmp_path / "located.jsonl")["r1"]["ctxs"]}
+    assert {k for k, c in judged.items() if c["relevant"]} == {"exact", "near"}
+    assert judged["exact"]["fact"] == "It flows north into the Mediterranean Sea."
+    assert judged["near"]["fact"] == "The Amazon carries more water than any other river."
+    assert summary.flags == {"fact_snapped": 1, "fact_unmatched": 1, "locator_empty": 1, "locator_off_format": 1}
+    assert summary.rejected == {"missing_ctxs": ["r2"]} and summary.teacher["requests"] == 6
+
+
+def test_snap_fact_threshold():
+    text = PASSAGES["near"]
+    assert snap_fact("  The Amazon carries more water than any other river. ", text) == (
+        "The Amazon carries more water than any other river.", "exact")
+    assert snap_fact("It drains a basin in south america", text)[1] == "snapped"
+    assert snap_fact("Completely different words here", text) == (None, "unmatched")
+
+
+# ----------------------------------------------------------------------------------------------- combine
+def located_items() -> list[tuple[int, dict]]:
+    ctxs = [{"id": str(i), "title": t, "text": x, "score": 1.0} for i, (t, x) in enumerate(
+        [("Nile", PASSAGES["exact"]), ("Fuji", PASSAGES["far"]), ("Nile", "The Nile  has\ttwo major tributaries.")])]
+    qa = {"id": "c1", "dataset_name": "nq", "task_type": OPEN_QA, "instruction": "Where does the Nile flow?",
+          "input": "", "output": "Mediterranean Sea", "answers": ["Mediterranean Sea"], "queries": ["Nile course"],
+          "ctxs": ctxs, "flags": ["intent_fallback"]}
+    mc = {"id": "c2", "dataset_name": "arc_c", "task_type": MULTIPLE_CHOICE, "instruction": "Choose.",
+          "input": "Where is Fuji?\nA: Japan\nB: Peru", "output": "A: Japan", "answers": ["Japan"],
+          "queries": ["Mount Fuji", "Japan mountains"], "ctxs": ctxs}
+    lone = {"id": "c3", "dataset_name": "alpaca", "task_type": INSTRUCTION, "instruction": "Say hi.", "input": "",
+            "output": "Hi!", "queries": ["greetings"], "ctxs": ctxs[1:2]}
+    broken = {**lone, "id": "c4", "output": "Hi </eog> there"}
+    return list(enumerate([locate_by_answer(qa), locate_by_answer(mc), locate_by_answer(lone), locate_by_answer(broken)], 1))
+
+
+def test_answer_locator_and_combine_make_valid_records():
+    items, longs, shorts, rejected = combine(located_items())
+    assert [i["id"] for i in items] == ["c1", "c2", "c3"] and rejected == {"invalid_trajectory": ["c4"]}
+    c1 = items[0]
+    assert [c["relevant"] for c in c1["ctxs"]] == [True, False, False]
+    assert c1["ctxs"][0]["fact"] == "It flows north into the Mediterranean Sea."
+    assert all(T.validate_record(r) == [] for r in longs + shorts)
+    t, _ = T.parse_long(longs[0]["output"])
+    assert t.citations == [1] and t.passages[2].text == "The Nile has two major tributaries."
+    assert longs[1]["input"].endswith(T.EOI + "\n\n") and longs[0]["instruction"].endswith(T.EOI + "\n\n")
+    assert [r["type"] for r in shorts if r["id"].startswith("c3")] == [T.INTENT, T.LOCATOR_TYPE, T.GENERATOR_NO_FACTS]
+    assert {r["id"] for r in shorts if r["id"].startswith("c1")} == {"c1_intent", "c1_locator", "c1_generator"}
+    stats = trajectory_stats(items, longs + shorts)
+    assert stats["counts"]["nq"] == {"generator": 1, "intent": 1, "locator": 1, "long": 1}
+    assert stats["relevant_ratio"] == round(2 / 7, 4) and stats["items_with_relevant"] == round(2 / 3, 4)
+    assert stats["flags"] == {"intent_fallback": 1}
+
+
+def test_combine_cli_json_and_stats_with_tokenizer(tmp_path, embedded_llm_dir):
+    combine_main = cli("combine_data")
+    write_jsonl(tmp_path / "located.jsonl", [row for _, row in located_items()])
+    combine_main(["--input_file", str(tmp_path / "located.jsonl"), "--long_output", str(tmp_path / "long.json"),
+                  "--short_output", str(tmp_path / "short.jsonl"), "--tokenizer", str(embedded_llm_dir)])
+    longs = json.loads((tmp_path / "long.json").read_text())
+    assert isinstance(longs, list) and len(longs) == 3
+    stats = json.loads((tmp_path / "long.json.stats.json").read_text())
+    assert stats["tokens"]["long"]["max"] >= stats["tokens"]["long"]["p50"] > 20
+    assert stats["rejected_ids"] == {"invalid_trajectory": ["c4"]}
+
+
+# ----------------------------------------------------------------------------------------------- validator CLI
+def test_validator_cli_counts_problems(tmp_path, capsys):
+    validate_main = cli("validate_data")
+    good = [json.loads(line) for line in (FIXTURES / "long_valid.jsonl").read_text().splitlines()]
+    bad = [{**good[0], "id": "cut", "output": good[0]["output"][:-6]},
+           {**good[0], "id": "cite", "output": good[0]["output"].replace("[Cite]: [2]", "[Cite]: [2] [9]")},
+           {**good[0], "id": "nooutput", "output": ""}]
+    write_jsonl(tmp_path / "mixed.jsonl", good + bad)
+    with pytest.raises(SystemExit) as e:
+        validate_main([str(tmp_path / "mixed.jsonl"), str(FIXTURES / "authors_shape_short.json")])
+    report = json.loads(capsys.readouterr().out)
+    assert e.value.code == 1 and report["records"] == 11 and report["clean"] == 5
+    assert report["problems"]["does not end with </eog>"] == 1
+    assert report["problems"]["citation [N] out of range N..N"] == 1
+    assert report["problems"]["record: missing field 'output'"] == 1
+    assert report["problems"]["header <|Locator|> without colon"] == 3
+    assert report["problem_ids"]["empty [Cite] list"] == ["quirk_short_3"]
+    with pytest.raises(SystemExit) as e:
+        validate_main([str(FIXTURES / "long_valid.jsonl")])
+    assert e.value.code == 0
+
+
+# ----------------------------------------------------------------------------------------------- demo data
+@pytest.mark.slow
+def test_demo_builder_tiny(tmp_path, encoder_dir):
+    from smart.defaults import corpus_json
+    from smart.demo_data import build_demo_data
+
+    corpus = json.loads(Path(corpus_json()).read_text())
+    tiny = tmp_path / "corpus.json"
+    tiny.write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
+    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, corpus_json=tiny)
+    longs = [json.loads(x) for x in (tmp_path / "demo" / "train_long.jsonl").read_text().splitlines()]
+    shorts = [json.loads(x) for x in (tmp_path / "demo" / "train_short.jsonl").read_text().splitlines()]
+    dev = [json.loads(x) for x in (tmp_path / "demo" / "dev.jsonl").read_text().splitlines()]
+    assert len(longs) == 15 and len(shorts) == 45 and len(dev) == 6 and stats["rejected"] == {}
+    assert all(T.validate_record(r) == [] for r in longs + shorts)
+    assert {r["dataset_name"] for r in longs} >= {"demo_describe", "demo_field", "demo_claim", "demo_compare"}
+    assert stats["relevant_ratio"] > 0.2 and stats["queries_per_item"] > 1.0
+    for d in dev:
+        assert d["question"] and d["answers"] and len(d["ctxs"]) == 3
+        assert set(d["ctxs"][0]) >= {"id", "title", "text", "score"}
+    train_titles = {q for r in longs for q in T.parse_long(r["output"])[0].queries}
+    dev_titles = {q for x in (tmp_path / "demo" / "work" / "dev_items.jsonl").read_text().splitlines()
+                  for q in json.loads(x)["queries"]}
+    assert dev_titles and not train_titles & dev_titles
+    assert not any(r["instruction"].startswith(q + "</eoi>") for r in longs
+                   for q in T.parse_long(r["output"])[0].queries)  # a query is never the request itself

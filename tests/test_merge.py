@@ -1,0 +1,84 @@
+"""merge_lora.py: merged model == base + adapter (resized vocabulary), both flag spellings, mismatched base refused."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from smart import trajectory as T
+from smart import training
+from smart.io import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def adapter_dir(tmp_path_factory, tiny_llama_dir):
+    """A LoRA adapter with trained special-token rows (a few steps at a high learning rate, so nothing is zero)."""
+    tmp = tmp_path_factory.mktemp("adapter")
+    rows = [{"instruction": f"Question {i}?", "input": "", "output": T.render_answer(f"answer {i}", [])} for i in range(4)]
+    data = tmp / "t.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return training.train(training.TrainArgs(
+        train_file=str(data), output_dir=str(tmp / "lora"), model_name_or_path=str(tiny_llama_dir),
+        use_special_tokens=True, use_lora=True, lora_rank=4, lora_dropout=0.0, learning_rate=5e-2,
+        per_device_train_batch_size=2, max_train_steps=3, lr_scheduler_type="constant"))
+
+
+def merge_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / "merge_lora.py"), *args], capture_output=True, text=True,
+                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+
+@pytest.mark.parametrize("flags", [("--base-model-path", "--lora-path", "--target-model-path"), ("--base", "--lora", "--target")])
+def test_merged_logits_equal_adapter_logits(tmp_path, tiny_llama_dir, adapter_dir, flags):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target = tmp_path / "merged"
+    run = merge_cli(flags[0], str(tiny_llama_dir), flags[1], str(adapter_dir), flags[2], str(target))
+    assert run.returncode == 0, run.stderr[-2000:]
+    merged = AutoModelForCausalLM.from_pretrained(target).eval()
+    tokenizer = AutoTokenizer.from_pretrained(target)
+    assert len(tokenizer) == merged.get_input_embeddings().num_embeddings > 49152
+    assert tokenizer.convert_tokens_to_ids(T.EOG) in merged.generation_config.eos_token_id
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    base_embeddings = base.get_input_embeddings().weight.detach().clone()
+    base.resize_token_embeddings(len(tokenizer))
+    with_adapter = PeftModel.from_pretrained(base, adapter_dir).eval()
+    text = T.format_prompt("Who wrote Hamlet?") + T.render_long(T.Trajectory(["hamlet"], [T.Passage("H", "text")],
+                                                                              [T.Fact(1, False)], "x", []))
+    ids = tokenizer(text, return_tensors="pt")["input_ids"]
+    assert (ids >= base_embeddings.shape[0]).any()  # the probe uses the new special tokens
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, with_adapter(ids).logits, rtol=1e-4, atol=1e-4)
+    # the merge changed something: LoRA deltas and trained special-token rows are in the weights
+    new_rows = merged.get_input_embeddings().weight[base_embeddings.shape[0]:]
+    assert new_rows.abs().sum() > 0
+    assert not torch.equal(merged.model.layers[0].self_attn.q_proj.weight,
+                           AutoModelForCausalLM.from_pretrained(tiny_llama_dir).model.layers[0].self_attn.q_proj.weight)
+
+
+def test_base_with_other_vocabulary_is_refused(tmp_path, tiny_llama_dir, adapter_dir):
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    other = tmp_path / "other_base"
+    LlamaForCausalLM(LlamaConfig(vocab_size=60000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                                 num_attention_heads=4, num_key_value_heads=2)).save_pretrained(other)
+    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(other)
+    with pytest.raises(InputError, match="60000 embedding rows"):
+        training.merge_lora(str(other), str(adapter_dir), str(tmp_path / "merged"))
+    run = merge_cli("--base", str(other), "--lora", str(adapter_dir), "--target", str(tmp_path / "merged"))
+    assert run.returncode == 2 and "not the model" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "merged").exists()
+
+
+def test_not_an_adapter_folder(tmp_path, tiny_llama_dir):
+    with pytest.raises(InputError, match="adapter_config.json"):
+        training.merge_lora(str(tiny_llama_dir), str(tmp_path), str(tmp_path / "merged"))

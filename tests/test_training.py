@@ -1,0 +1,245 @@
+"""Trajectory learning: loss mask at token level, packing equivalence, learning, resume, bad input, CLIs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from smart import trajectory as T
+from smart import training
+from smart.io import InputError
+
+REPO = Path(__file__).resolve().parent.parent
+PASSAGES = [T.Passage("Hamlet", "Hamlet is a tragedy written by William Shakespeare."),
+            T.Passage("Paris", "Paris is the capital and largest city of France.")]
+LONG = T.Trajectory(["who wrote hamlet", "hamlet author"], PASSAGES,
+                    [T.Fact(1, True, "Hamlet", "Hamlet is a tragedy written by William Shakespeare."), T.Fact(2, False)],
+                    "William Shakespeare", [1])
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    tok.add_special_tokens({"additional_special_tokens": T.SPECIAL_TOKENS}, replace_extra_special_tokens=False)
+    return tok
+
+
+def supervised_text(tokenizer, encoded: dict) -> str:
+    return tokenizer.decode([t for t in encoded["labels"] if t != training.IGNORE_INDEX])
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+# ----------------------------------------------------------------------------------------------- mask
+def test_prompt_is_masked_and_target_supervised(tokenizer):
+    example = training.Example("1", T.format_prompt("Who wrote Hamlet?"), "<|Generator|>:\nShakespeare</eog>")
+    enc = training.encode(example, tokenizer, 512)
+    n_prompt = len(tokenizer(example.prompt)["input_ids"])
+    assert enc["labels"][:n_prompt] == [training.IGNORE_INDEX] * n_prompt  # no off-by-two: every prompt token masked
+    assert enc["labels"][n_prompt:] == enc["input_ids"][n_prompt:]
+    assert supervised_text(tokenizer, enc) == example.target
+    assert enc["input_ids"][-1] == tokenizer.convert_tokens_to_ids(T.EOG)
+
+
+def test_one_retrieval_block_masked_tags_kept(tokenizer):
+    target = T.render_long(LONG)
+    enc = training.encode(training.Example("1", T.format_prompt("Who wrote Hamlet?"), target), tokenizer, 1024)
+    body = target[target.index(T.RETRIEVAL_OPEN) + len(T.RETRIEVAL_OPEN):target.index(T.RETRIEVAL_CLOSE)]
+    assert supervised_text(tokenizer, enc) == target.replace(body, "")
+    labels = enc["labels"]
+    open_id, close_id = tokenizer.convert_tokens_to_ids([T.RETRIEVAL_OPEN, T.RETRIEVAL_CLOSE])
+    i, j = enc["input_ids"].index(open_id), enc["input_ids"].index(close_id)
+    assert labels[i] == open_id and labels[j] == close_id  # the model learns to open and close the block
+    assert set(labels[i + 1:j]) == {training.IGNORE_INDEX}
+
+
+def test_two_blocks_use_the_next_closing_tag(tokenizer):
+    block = T.render_retrieval(PASSAGES)
+    between = "\n\n<|Locator|>:\nstep between the blocks</eol>\n\n"
+    target = f"<|Reconstructor|>:\nSearch(a)</eor>\n\n{block}{between}{block}\n\n<|Generator|>:\nx</eog>"
+    enc = training.encode(training.Example("1", T.format_prompt("q"), target), tokenizer, 1024)
+    body = block[len(T.RETRIEVAL_OPEN):-len(T.RETRIEVAL_CLOSE)]
+    text = supervised_text(tokenizer, enc)
+    assert text == target.replace(body, "")
+    assert "step between the blocks" in text and "Shakespeare" not in text and "France" not in text
+
+
+def test_truncation_inside_a_block_stays_masked(tokenizer):
+    target = T.render_long(LONG)
+    prompt = T.format_prompt("Who wrote Hamlet?")
+    full = training.encode(training.Example("1", prompt, target), tokenizer, 1024)
+    open_at = full["input_ids"].index(tokenizer.convert_tokens_to_ids(T.RETRIEVAL_OPEN))
+    cut = training.encode(training.Example("1", prompt, target), tokenizer, open_at + 6)
+    assert len(cut["input_ids"]) == open_at + 6
+    assert cut["labels"][open_at] != training.IGNORE_INDEX
+    assert set(cut["labels"][open_at + 1:]) == {training.IGNORE_INDEX}
+
+
+def test_mask_without_special_tokens(tiny_llama_dir):
+    from transformers import AutoTokenizer
+
+    plain = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    target = T.render_long(LONG)
+    enc = training.encode(training.Example("1", T.format_prompt("Who wrote Hamlet?"), target), plain, 1024)
+    text = supervised_text(plain, enc)
+    assert "Shakespeare." not in text.split("<|Locator|>")[0] and "France" not in text
+    assert "Search(who wrote hamlet" in text and "[Cite]: [1]" in text
+
+
+def test_examples_without_supervised_tokens_are_dropped_and_counted(tokenizer):
+    long_prompt = training.Example("1", T.format_prompt("word " * 300), "x</eog>")
+    ok = training.Example("2", T.format_prompt("q"), "x</eog>")
+    kept, dropped = training.encode_all([long_prompt, ok, long_prompt], tokenizer, 64)
+    assert (len(kept), dropped) == (1, 2)
+
+
+# ----------------------------------------------------------------------------------------------- input errors
+@pytest.mark.parametrize("row,field,message", [
+    ({"input": "", "output": "x</eog>"}, "instruction", "missing"),
+    ({"instruction": "q", "input": ""}, "output", "missing"),
+    ({"instruction": "q", "input": "", "output": "  "}, "output", "empty output"),
+    ({"instruction": "q", "input": 3, "output": "x"}, "input", "expected str"),
+    ({"instruction": "q", "output": "<retrieval>a</retrieval><retrieval>b"}, "output", "never closed"),
+    ({"instruction": "q", "output": "a</retrieval><retrieval>b"}, "output", "unbalanced"),
+])
+def test_bad_records_name_file_line_field(tmp_path, row, field, message):
+    path = write_jsonl(tmp_path / "t.jsonl", [{"instruction": "q", "input": "", "output": "fine</eog>"}, row])
+    with pytest.raises(InputError, match=rf"t.jsonl:2 field '{field}'.*{message}"):
+        training.load_examples(path)
+
+
+def test_json_list_and_max_samples(tmp_path):
+    rows = [{"instruction": f"q{i}", "input": "", "output": "a</eog>"} for i in range(5)]
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(rows))
+    examples = training.load_examples(path, max_samples=3)
+    assert [e.prompt for e in examples] == [T.format_prompt(f"q{i}") for i in range(3)]
+
+
+def test_cli_bad_input_exits_2_without_traceback(tmp_path, tiny_llama_dir):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"instruction": "q", "input": "", "output": "x"}\n{"instruction": "q"\n')
+    run = subprocess.run([sys.executable, str(REPO / "multi_agent/finetune.py"), "--train_file", str(bad),
+                          "--output_dir", str(tmp_path / "out"), "--model_name_or_path", str(tiny_llama_dir)],
+                         capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert run.returncode == 2
+    assert "bad.jsonl:2" in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize("script", ["multi_agent/finetune.py", "merge_lora.py"])
+def test_cli_help(script):
+    run = subprocess.run([sys.executable, str(REPO / script), "--help"], capture_output=True, text=True)
+    assert run.returncode == 0
+    assert "--output_dir" in run.stdout if "finetune" in script else "--target-model-path" in run.stdout
+
+
+# ----------------------------------------------------------------------------------------------- packing
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_packing_equals_padded_and_separate_examples(tiny_llama_dir, tokenizer, attn):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation=attn).eval()
+    training.add_special_tokens(model, tokenizer)
+    examples = [training.Example(str(i), T.format_prompt(q), t) for i, (q, t) in enumerate([
+        ("Who wrote Hamlet?", T.render_long(LONG)), ("Capital of France?", "<|Generator|>:\nParis</eog>"),
+        ("Hamlet author?", T.render_intent(["hamlet author"]))])]
+    features, _ = training.encode_all(examples, tokenizer, 1024)
+    assert len({len(f["input_ids"]) for f in features}) == 3  # different lengths, so padding is exercised
+    with torch.no_grad():
+        packed, n_packed = training.lm_loss(model, training.collate_packed(features))
+        padded, n_padded = training.lm_loss(model, training.collate_padded(features, tokenizer.eos_token_id))
+        sums = [training.lm_loss(model, training.collate_packed([f])) for f in features]
+        # attention isolation: the last example's logits alone == inside the pack
+        alone = model(torch.tensor([features[-1]["input_ids"]])).logits[0]
+        batch = training.collate_packed(features)
+        inside = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits[0]
+    separate = sum(loss * n for loss, n in sums) / sum(n for _, n in sums)
+    assert n_packed == n_padded == sum(n for _, n in sums)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(packed, separate, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(inside[-len(alone):], alone, rtol=1e-4, atol=1e-4)
+
+
+# ----------------------------------------------------------------------------------------------- training
+def short_rows() -> list[dict]:
+    rows = []
+    for q, answer in [("Who wrote Hamlet?", "William Shakespeare"), ("Capital of France?", "Paris, on the Seine"),
+                      ("Tallest mountain?", "Mount Everest")]:
+        rows.append({"id": q, "type": T.GENERATOR_NO_FACTS, "instruction": q + T.EOI + "\n\n" + T.GENERATOR,
+                     "input": "", "output": T.render_answer(answer, [])})
+    return rows
+
+
+def train_args(tiny_llama_dir, train_file, out, **kw) -> training.TrainArgs:
+    base = dict(train_file=str(train_file), output_dir=str(out), model_name_or_path=str(tiny_llama_dir),
+                use_special_tokens=True, per_device_train_batch_size=3, learning_rate=3e-3, num_train_epochs=40,
+                lr_scheduler_type="constant", seed=0)
+    return training.TrainArgs(**{**base, **kw})
+
+
+def log_rows(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / training.LOG_FILE).read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_training_learns_trajectories_and_greedy_decoding_reproduces_them(tmp_path, tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rows = short_rows()
+    out = training.train(train_args(tiny_llama_dir, write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "out"))
+    losses = [r["loss"] for r in log_rows(out)]
+    assert len(losses) == 40 and losses[-1] < 0.2 * losses[0]
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    for row in rows:
+        ids = tokenizer(T.format_prompt(row["instruction"]), return_tensors="pt")["input_ids"]
+        generated = model.generate(ids, max_new_tokens=40, do_sample=False)[0, ids.shape[1]:]
+        assert tokenizer.decode(generated) == row["output"]  # the answer, then </eog> stops generation
+
+
+@pytest.mark.slow
+def test_resume_equals_uninterrupted_run(tmp_path, tiny_llama_dir):
+    from safetensors.torch import load_file
+
+    data = write_jsonl(tmp_path / "t.jsonl", short_rows() * 3)  # 9 examples, batch 2 -> 5 micro-batches an epoch
+    kw = dict(use_lora=True, lora_rank=4, lora_dropout=0.1, per_device_train_batch_size=2, gradient_accumulation_steps=2,
+              num_train_epochs=3, lr_scheduler_type="linear", warmup_ratio=0.2, checkpointing_steps="4")
+    full = training.train(train_args(tiny_llama_dir, data, tmp_path / "full", **kw))
+    resumed_dir = tmp_path / "resumed"
+    shutil.copytree(full / "step_4", resumed_dir / "step_4")
+    resumed = training.train(train_args(tiny_llama_dir, data, resumed_dir, resume_from_checkpoint="latest", **kw))
+    expected, got = log_rows(full), log_rows(resumed)
+    assert [r["step"] for r in expected] == list(range(1, 10)) and [r["step"] for r in got] == list(range(5, 10))
+    for a, b in zip(expected[4:], got):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5) and a["learning_rate"] == pytest.approx(b["learning_rate"])
+    a, b = load_file(full / "adapter_model.safetensors"), load_file(resumed / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_llama_dir):
+    data = write_jsonl(tmp_path / "t.jsonl", short_rows() * 2)
+    out = tmp_path / "out"
+    run = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--cpu", "--num_processes", "2", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "multi_agent/finetune.py"),
+         "--train_file", str(data), "--output_dir", str(out), "--model_name_or_path", str(tiny_llama_dir),
+         "--use_special_tokens", "--use_lora", "--lora_rank", "4", "--per_device_train_batch_size", "2",
+         "--max_train_steps", "3", "--learning_rate", "1e-3"],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert [r["step"] for r in log_rows(out)] == [1, 2, 3]
+    assert (out / "adapter_model.safetensors").exists() and (out / "tokenizer.json").exists()
