@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--input_file", required=True, help="items with ctxs, .json or .jsonl")
     p.add_argument("--output_file", required=True, help="resumable .jsonl output")
-    add_teacher_args(p)
+    add_teacher_args(p, max_tokens=256)
     args = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     with cli_errors():

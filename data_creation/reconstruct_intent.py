@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--input_file", required=True, help="unified items, .json or .jsonl")
     p.add_argument("--output_file", required=True, help="resumable .jsonl output")
     p.add_argument("--max_queries", type=int, default=3, help="cap on the queries per request")
-    add_teacher_args(p)
+    add_teacher_args(p, max_tokens=128)
     args = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     with cli_errors():

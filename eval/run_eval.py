@@ -17,7 +17,7 @@ from collections import Counter
 from pathlib import Path
 
 from smart import agents, defaults, tasks
-from smart.backends import DTYPES, KINDS, load_backend
+from smart.backends import DTYPES, KINDS, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, write_json
 from smart.metrics import append_results_row
 
@@ -74,6 +74,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     task = tasks.get_task(args.task)
     need_passages = args.retrieval == "static" and args.method != "no_retrieval"
     examples = tasks.load_examples(task, args.input_file, args.ndocs, need_passages, args.limit)
+    if args.backend != "openai":  # a bad model path fails here, before any output is written
+        check_model_dir(resolve_model(args.model_name, args.lora_path)[0])
     limits = agents.Limits(args.max_intent_tokens, args.max_locator_tokens, args.max_new_tokens or task.max_new_tokens)
     stats: dict = {}
     with ResumableJsonl(args.output_file, key="id") as out:

@@ -6,7 +6,8 @@
 
 Each item's query is its `queries` list (Intent Reconstructor output) if present, else `instruction`, else
 `question` (or --query_field). Several queries per item each get the top n_docs, merged by rank without duplicates.
-Output: <output_dir>/<input file name>, the same items plus `ctxs: [{id, title, text, score}, ...]`.
+Output: <output_dir>/<input file name> (or --output_dir itself if it ends in .json/.jsonl), the same items plus
+`ctxs: [{id, title, text, score}, ...]`, written atomically.
 """
 from __future__ import annotations
 
@@ -30,7 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="glob of embedding shards, e.g. \"wikipedia_embeddings/*\" (ours .npy or Contriever's pickles);"
                         " default: the embedded corpus' cached embeddings, computed on first use")
     p.add_argument("--data", required=True, help="input .json/.jsonl file, or a glob of them")
-    p.add_argument("--output_dir", required=True, help="output folder; each input is written there under its own name")
+    p.add_argument("--output_dir", required=True,
+                   help="output folder, each input written there under its own name (or, ending in .json/.jsonl, the output file)")
     p.add_argument("--n_docs", type=int, default=100, help="passages per query")
     p.add_argument("--query_field", default=None,
                    help="item field holding the query (a str or a list of str); default: queries, instruction, question")
@@ -75,8 +77,11 @@ def main(argv: list[str] | None = None) -> None:
         else:
             retriever = Retriever.from_paths(args.model_name_or_path, args.passages, args.passages_embeddings,
                                              batch_size=args.per_gpu_batch_size, **options)
+        as_file = Path(args.output_dir).suffix in (".json", ".jsonl")  # the SMART README passes an output file
+        if as_file and len(inputs) > 1:
+            raise InputError(f"--output_dir {args.output_dir} is a file name but --data matches {len(inputs)} files")
         for path, records in inputs.items():
-            out = Path(args.output_dir) / Path(path).name
+            out = Path(args.output_dir) if as_file else Path(args.output_dir) / Path(path).name
             write_records(out, retrieve_records(retriever, records, path, args.n_docs, args.query_field))
             logging.info("wrote %s (%d items)", out, len(records))
     except InputError as e:

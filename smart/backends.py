@@ -288,12 +288,15 @@ class OpenAIBackend(Backend):
                              max_retries=max_retries, timeout=timeout)
 
     @staticmethod
-    def _restore_stop(text: str, finish_reason: str | None, stop_reason: Any, stop: list[str]) -> str:
-        """Servers drop the matched stop string; put it back (vLLM servers say which one in `stop_reason`)."""
-        if finish_reason != "stop" or not stop:
+    def _restore_stop(text: str, choice: Any, stop: list[str]) -> str:
+        """Servers drop the matched stop string; put it back. vLLM-style servers name it in `stop_reason` (None
+        when the model ended by itself); without that field, a single stop string is assumed to be the cause."""
+        if choice.finish_reason != "stop" or not stop:
             return text
-        if isinstance(stop_reason, str) and stop_reason in stop:
-            return text + stop_reason
+        extra = getattr(choice, "model_extra", None) or {}
+        if "stop_reason" in extra:
+            reason = extra["stop_reason"]
+            return text + reason if isinstance(reason, str) and reason in stop else text
         return text + stop[0] if len(stop) == 1 else text
 
     def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
@@ -305,8 +308,7 @@ class OpenAIBackend(Backend):
             if response.usage:
                 self.stats["generated_tokens"] += response.usage.completion_tokens
             for choice in response.choices:
-                outputs[b + choice.index] = self._restore_stop(choice.text, choice.finish_reason,
-                                                               getattr(choice, "stop_reason", None), stop)
+                outputs[b + choice.index] = self._restore_stop(choice.text, choice, stop)
         return outputs
 
     def chat(self, conversations: list[list[dict]], max_new_tokens: int, stop: list[str] | None = None) -> list[str]:
@@ -319,8 +321,7 @@ class OpenAIBackend(Backend):
             if response.usage:
                 self.stats["generated_tokens"] += response.usage.completion_tokens
             choice = response.choices[0]
-            text = self._restore_stop(choice.message.content or "", choice.finish_reason,
-                                      getattr(choice, "stop_reason", None), stop)
+            text = self._restore_stop(choice.message.content or "", choice, stop)
             return cut_at_stop(text, stop)[0]
 
         with ThreadPoolExecutor(max_workers=max(1, self.batch_size)) as pool:

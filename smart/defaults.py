@@ -119,20 +119,20 @@ def prepare_all() -> dict[str, Path]:
     return {"passages": prepare_passages(), "encoder": encoder_dir(), "llm": prepare_llm()}
 
 
-def write_article_subset(tsv: str | os.PathLike, out: str | os.PathLike, max_articles: int) -> int:
-    """Write the passages of about `max_articles` articles, spread evenly over the corpus (tests, QUICK runs)."""
-    from smart.io import atomic_write
 
-    with open(tsv, encoding="utf-8") as f:
-        header, lines = f.readline(), f.readlines()
-    titles = sorted({line.rstrip("\n").rsplit("\t", 1)[-1] for line in lines})
+def write_article_subset(corpus: str | os.PathLike, out_json: str | os.PathLike, out_tsv: str | os.PathLike,
+                         max_articles: int) -> int:
+    """A smaller corpus of `max_articles` articles spread evenly over the whole (tests, small runs).
+
+    Writes the vital-articles JSON subset and its psgs_w100-format TSV; returns the number of passages.
+    """
+    import json
+
+    from smart.io import write_json
+    from smart.passages import vital_articles_to_tsv
+
+    articles = json.loads(Path(corpus).read_text(encoding="utf-8"))
+    titles = sorted(articles)
     step = max(1, len(titles) // max_articles)
-    keep = set(titles[::step][:max_articles])
-    n = 0
-    with atomic_write(out) as f:
-        f.write(header)
-        for line in lines:
-            if line.rstrip("\n").rsplit("\t", 1)[-1] in keep:
-                f.write(line)
-                n += 1
-    return n
+    write_json(out_json, {t: articles[t] for t in titles[::step][:max_articles]})
+    return vital_articles_to_tsv(out_json, out_tsv)

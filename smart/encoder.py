@@ -91,17 +91,20 @@ class Encoder:
         return pooled
 
     def encode(self, texts: list[str], batch_size: int = 64, sort_by_length: bool = True,
-               progress: bool = False) -> np.ndarray:
+               progress: bool | tqdm = False) -> np.ndarray:
         """Embed `texts` (already prepared with `prepare_text`); returns float32 [n, d] in input order.
 
         With sort_by_length, batches hold texts of similar length (by characters, a cheap proxy for tokens), so
-        little compute goes to padding; results are put back in the input order.
+        little compute goes to padding; results are put back in the input order. `progress`: show a tqdm bar
+        (passages/s), or pass an open bar to advance.
         """
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable") if sort_by_length else np.arange(len(texts))
-        with tqdm(total=len(texts), unit="passage", disable=not progress, desc="embedding") as bar:
-            for start in range(0, len(texts), batch_size):
-                idx = order[start : start + batch_size]
-                out[idx] = self._forward([texts[i] for i in idx]).cpu().numpy()
-                bar.update(len(idx))
+        bar = progress if isinstance(progress, tqdm) else tqdm(total=len(texts), unit="passage", disable=not progress)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            out[idx] = self._forward([texts[i] for i in idx]).cpu().numpy()
+            bar.update(len(idx))
+        if bar is not progress:
+            bar.close()
         return out

@@ -160,6 +160,9 @@ class Index:
         """IVF-PQ needs a training sample: the first indexing batch (n_lists defaults to ~sqrt(n))."""
         import faiss
 
+        if len(vectors) < 2 ** self.options["n_bits"]:
+            raise InputError(f"IVF-PQ with --n_bits {self.options['n_bits']} needs at least {2 ** self.options['n_bits']} "
+                             f"vectors to train, got {len(vectors)}: use the flat index (--n_subquantizers 0)")
         n_lists = self.options["n_lists"] or max(1, min(int(np.sqrt(len(vectors))), len(vectors) // 39))
         quantizer = faiss.IndexFlatIP(self.dim)
         self.faiss = faiss.IndexIVFPQ(quantizer, self.dim, n_lists, self.options["n_subquantizers"],

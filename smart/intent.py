@@ -100,7 +100,8 @@ def _request_for_prompt(item: dict) -> str:
 _BULLET = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|queries?\s*:|search intent\s*:|search\s*\()\s*", re.I)
 
 
-def _latin_share(text: str) -> float:
+def latin_share(text: str) -> float:
+    """Share of the letters of `text` that are ASCII: a cheap check that a reply is in a Latin-script language."""
     letters = [c for c in text if c.isalpha()]
     return sum(c.isascii() for c in letters) / len(letters) if letters else 1.0
 
@@ -119,7 +120,7 @@ def parse_queries(reply: str, request: str) -> tuple[list[str], str | None]:
         return [], "intent_empty"
     if any(len(q.split()) > MAX_QUERY_WORDS for q in lines):
         return [], "intent_off_format"
-    if _latin_share(request) >= 0.9 and _latin_share(" ".join(lines)) < 0.5:
+    if latin_share(request) >= 0.9 and latin_share(" ".join(lines)) < 0.5:
         return [], "intent_wrong_language"
     return lines, None
 

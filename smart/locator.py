@@ -13,6 +13,7 @@ import difflib
 import re
 
 from smart.convert import check_items, item_request
+from smart.intent import latin_share
 from smart.io import read_records
 from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import IRRELEVANT, RELEVANT, normalize_space
@@ -107,6 +108,9 @@ def judge(ctx: dict, reply_text: str, truncated: bool) -> tuple[dict, list[str]]
         flags.append("locator_empty")
     elif truncated:
         flags.append("locator_truncated")
+    elif latin_share(ctx.get("text") or "") >= 0.9 and latin_share(fact or reply_text) < 0.5:
+        flags.append("locator_wrong_language")
+        relevant = False
     elif relevant is None:
         flags.append("locator_off_format")
     if relevant and not truncated:

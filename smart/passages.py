@@ -6,6 +6,7 @@ into the TSV (numpy arrays, cached beside the file), so 21M passages cost ~0.5 G
 from __future__ import annotations
 
 import csv
+from array import array
 import json
 import logging
 import os
@@ -97,8 +98,8 @@ def _parse_row(raw: bytes) -> list[str]:
 
 def _scan(tsv_path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Read the TSV once: (record start offsets with the end appended, ids as int64 or bytes). Validates every row."""
-    offsets: list[int] = []
-    int_ids: list[int] | None = []
+    offsets = array("q")  # 8 bytes per passage, not a Python int object each
+    int_ids: array | None = array("q")
     str_ids: list[bytes] = []
     with open(tsv_path, "rb") as f:
         lines = _LineReader(f)
@@ -112,6 +113,9 @@ def _scan(tsv_path: Path) -> tuple[np.ndarray, np.ndarray]:
             start = lines.end
             first_line = lines.line + 1
             for row in reader:
+                if not row:  # a blank line
+                    start, first_line = lines.end, lines.line + 1
+                    continue
                 if len(row) != 3:
                     raise InputError(f"{where(tsv_path, first_line)}: expected 3 tab-separated columns (id, text, title), got {len(row)}")
                 pid = row[0].strip()
@@ -119,7 +123,7 @@ def _scan(tsv_path: Path) -> tuple[np.ndarray, np.ndarray]:
                     raise InputError(f"{where(tsv_path, first_line, 'id')}: empty passage id")
                 offsets.append(start)
                 if int_ids is not None:
-                    if pid.isdigit():
+                    if pid.isascii() and pid.isdigit() and (pid == "0" or pid[0] != "0"):
                         int_ids.append(int(pid))
                     else:
                         str_ids.extend(str(i).encode() for i in int_ids)
@@ -135,8 +139,8 @@ def _scan(tsv_path: Path) -> tuple[np.ndarray, np.ndarray]:
         offsets.append(start)
     if len(offsets) == 1:
         raise InputError(f"{tsv_path}: no passages after the header")
-    ids = np.array(int_ids, dtype=np.int64) if int_ids is not None else np.array(str_ids, dtype=bytes)
-    return np.array(offsets, dtype=np.int64), ids
+    ids = np.frombuffer(int_ids, dtype=np.int64) if int_ids is not None else np.array(str_ids, dtype=bytes)
+    return np.frombuffer(offsets, dtype=np.int64), ids
 
 
 class PassageStore:
@@ -189,6 +193,10 @@ class PassageStore:
         """All passage ids as a numpy array of str, in file order."""
         return self._keys.astype(str)
 
+    def ids_between(self, start: int, end: int) -> np.ndarray:
+        """Ids of rows [start, end) as str."""
+        return self._keys[start:end].astype(str)
+
     def rows_of(self, ids) -> np.ndarray:
         """Row numbers of the given ids (vectorized); InputError naming the first unknown id."""
         ids = np.asarray(ids)
@@ -227,8 +235,9 @@ class PassageStore:
         with open(self.path, "rb") as f:
             f.seek(lo)
             lines = (raw.decode("utf-8") for raw in iter(lambda: f.readline() if f.tell() < hi else b"", b""))
-            for pid, text, title in csv.reader(lines, delimiter="\t"):
-                yield {"id": pid, "title": title, "text": text}
+            for row in csv.reader(lines, delimiter="\t"):
+                if row:  # blank lines are skipped, as when indexing
+                    yield {"id": row[0], "title": row[2], "text": row[1]}
 
     def __iter__(self) -> Iterator[dict[str, str]]:
         return self.iter_rows()

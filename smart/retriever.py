@@ -1,6 +1,7 @@
 """Retrieval: embed a passage TSV into shard files (resumable), then encoder + FAISS index + passages -> ctxs."""
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -8,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from smart import defaults
 from smart.encoder import Encoder, default_device, prepare_text, resolve_dtype
@@ -35,8 +37,12 @@ def shard_range(n: int, shard_id: int, num_shards: int) -> tuple[int, int]:
     return shard_id * size, (n if shard_id == num_shards - 1 else (shard_id + 1) * size)
 
 
-def _file_stamp(path: Path) -> str:
+def _file_stamp(path: Path, hash_below: int = 0) -> str:
+    """Size and mtime; or, for files smaller than `hash_below` bytes, size and content hash (so a file rewritten
+    with the same content, like a regenerated corpus TSV, keeps its stamp)."""
     st = path.stat()
+    if st.st_size < hash_below:
+        return f"{path.resolve()}:{st.st_size}:sha256={hashlib.sha256(path.read_bytes()).hexdigest()}"
     return f"{path.resolve()}:{st.st_size}:{st.st_mtime_ns}"
 
 
@@ -60,18 +66,22 @@ def embed_passages(model_name_or_path: str, passages: str, output_dir: str, shar
     text = text or TextOptions()
     store = PassageStore(passages)
     start, end = shard_range(len(store), shard_id, num_shards)
+    if start >= end:
+        raise InputError(f"{passages}: shard {shard_id} of {num_shards} holds no passages ({len(store)} in all)")
     out_dir = Path(output_dir)
     out = out_dir / f"{prefix}_{shard_id:02d}.npy"
     device = device or default_device()
     dtype = resolve_dtype(dtype, device)
-    config = dict(model=_model_stamp(model_name_or_path), passages=_file_stamp(store.path), shard_id=shard_id,
-                  num_shards=num_shards, passage_maxlength=passage_maxlength, dtype=dtype, chunk_size=chunk_size,
+    config = dict(model=_model_stamp(model_name_or_path), passages=_file_stamp(store.path, hash_below=256 * 2**20),
+                  shard_id=shard_id, num_shards=num_shards, passage_maxlength=passage_maxlength, dtype=dtype, chunk_size=chunk_size,
                   **asdict(text))
     done_meta = out_dir / f".{out.stem}.meta.json"
     if out.exists() and ids_path(out).exists() and done_meta.exists() and json.loads(done_meta.read_text()) == config:
         log.info("%s is up to date", out)
         return out
 
+    for stale in (ids_path(out), out, done_meta):  # ids first: without them a shard never loads
+        stale.unlink(missing_ok=True)
     partial = out_dir / f".{out.stem}.partial"
     if partial.exists() and (not (partial / "meta.json").exists()
                              or json.loads((partial / "meta.json").read_text()) != config):
@@ -81,25 +91,22 @@ def embed_passages(model_name_or_path: str, passages: str, output_dir: str, shar
     with atomic_write(partial / "meta.json") as f:
         json.dump(config, f)
 
-    encoder = None
-    chunk_files = []
-    for number, lo in enumerate(range(start, end, chunk_size)):
-        chunk_file = partial / f"chunk_{number:06d}.npy"
-        chunk_files.append(chunk_file)
-        if chunk_file.exists():
-            continue
-        if encoder is None:
-            log.info("embedding rows %d..%d of %s with %s", lo, end, passages, model_name_or_path)
-            encoder = Encoder(model_name_or_path, device=device, max_length=passage_maxlength, dtype=dtype)
-        rows = store.iter_rows(lo, min(lo + chunk_size, end))
-        texts = [prepare_text(p["text"], None if text.no_title else p["title"], text.lowercase, text.normalize_text)
-                 for p in rows]
-        embeddings = encoder.encode(texts, batch_size=batch_size, progress=progress)
-        with atomic_write(chunk_file, "wb") as f:
-            np.save(f, embeddings)
-    if not chunk_files:
-        raise InputError(f"{passages}: shard {shard_id} of {num_shards} holds no passages")
-    save_shard(out, store.ids[start:end], [np.load(c, mmap_mode="r") for c in chunk_files])
+    chunks = [(partial / f"chunk_{number:06d}.npy", lo, min(lo + chunk_size, end))
+              for number, lo in enumerate(range(start, end, chunk_size))]
+    todo = [c for c in chunks if not c[0].exists()]
+    if todo:
+        log.info("embedding rows %d..%d of %s with %s", todo[0][1], end, passages, model_name_or_path)
+        encoder = Encoder(model_name_or_path, device=device, max_length=passage_maxlength, dtype=dtype)
+        done = sum(hi - lo for path, lo, hi in chunks if path.exists())
+        with tqdm(total=end - start, initial=done, unit="passage", desc=out.name, disable=not progress) as bar:
+            for chunk_file, lo, hi in todo:
+                texts = [prepare_text(p["text"], None if text.no_title else p["title"], text.lowercase,
+                                      text.normalize_text) for p in store.iter_rows(lo, hi)]
+                embeddings = encoder.encode(texts, batch_size=batch_size, progress=bar)
+                with atomic_write(chunk_file, "wb") as f:
+                    np.save(f, embeddings)
+    chunk_files = [path for path, _, _ in chunks]
+    save_shard(out, store.ids_between(start, end), [np.load(c, mmap_mode="r") for c in chunk_files])
     with atomic_write(done_meta) as f:
         json.dump(config, f)
     shutil.rmtree(partial)

@@ -166,8 +166,8 @@ class LocalTeacher:
 Teacher = OpenAITeacher | LocalTeacher
 
 
-def add_teacher_args(parser) -> None:
-    """The teacher flags shared by the data-creation CLIs."""
+def add_teacher_args(parser, max_tokens: int) -> None:
+    """The teacher flags shared by the data-creation CLIs (`max_tokens`: the step's default reply budget)."""
     g = parser.add_argument_group("teacher")
     g.add_argument("--teacher", default="openai", choices=["openai", "hf", "vllm", "rule"],
                    help="openai: an OpenAI-compatible endpoint (OPENAI_BASE_URL, OPENAI_API_KEY from the environment); "
@@ -177,7 +177,7 @@ def add_teacher_args(parser) -> None:
     g.add_argument("--timeout", type=float, default=60.0, help="hard limit per request, seconds")
     g.add_argument("--max_retries", type=int, default=6, help="retries per request on 429/5xx/timeouts/connection errors")
     g.add_argument("--backoff_base", type=float, default=1.0, help="first backoff, seconds (doubles per retry, jittered)")
-    g.add_argument("--max_tokens", type=int, default=512, help="max tokens per teacher reply")
+    g.add_argument("--max_tokens", type=int, default=max_tokens, help="max tokens per teacher reply")
 
 
 def make_teacher(args) -> Teacher | None:

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -136,6 +139,7 @@ PASSAGES = {
     "no": "Chess is a board game for two players.",
     "garbage": "Tea is an aromatic beverage.",
     "empty": "Coffee is a brewed drink.",
+    "foreign": "Wine is an alcoholic drink made from grapes.",
 }
 JUDGEMENTS = {
     "exact": "[Relevant]\nFact: It flows north into the Mediterranean Sea.",
@@ -144,6 +148,7 @@ JUDGEMENTS = {
     "no": "[Irrelevant]",
     "garbage": "I am not sure what you mean.",
     "empty": "",
+    "foreign": "[Relevant]\nFact: \u0412\u0438\u043d\u043e \u2014 \u0430\u043b\u043a\u043e\u0433\u043e\u043b\u044c\u043d\u044b\u0439 \u043d\u0430\u043f\u0438\u0442\u043e\u043a.",
 }
 
 
@@ -163,8 +168,9 @@ def test_teacher_locator_keeps_only_verbatim_facts(tmp_path):
     assert {k for k, c in judged.items() if c["relevant"]} == {"exact", "near"}
     assert judged["exact"]["fact"] == "It flows north into the Mediterranean Sea."
     assert judged["near"]["fact"] == "The Amazon carries more water than any other river."
-    assert summary.flags == {"fact_snapped": 1, "fact_unmatched": 1, "locator_empty": 1, "locator_off_format": 1}
-    assert summary.rejected == {"missing_ctxs": ["r2"]} and summary.teacher["requests"] == 6
+    assert summary.flags == {"fact_snapped": 1, "fact_unmatched": 1, "locator_empty": 1, "locator_off_format": 1,
+                             "locator_wrong_language": 1}
+    assert summary.rejected == {"missing_ctxs": ["r2"]} and summary.teacher["requests"] == 7
 
 
 def test_snap_fact_threshold():
@@ -243,16 +249,23 @@ def test_validator_cli_counts_problems(tmp_path, capsys):
     assert e.value.code == 0
 
 
-# ----------------------------------------------------------------------------------------------- demo data
-@pytest.mark.slow
-def test_demo_builder_tiny(tmp_path, encoder_dir):
+# ----------------------------------------------------------------------------------------------- demo data, script
+@pytest.fixture(scope="module")
+def tiny_corpus(tmp_path_factory) -> Path:
+    """34 articles of the embedded corpus, as a vital-articles JSON."""
     from smart.defaults import corpus_json
-    from smart.demo_data import build_demo_data
 
     corpus = json.loads(Path(corpus_json()).read_text())
-    tiny = tmp_path / "corpus.json"
-    tiny.write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
-    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, corpus_json=tiny)
+    path = tmp_path_factory.mktemp("corpus") / "corpus.json"
+    path.write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
+    return path
+
+
+@pytest.mark.slow
+def test_demo_builder_tiny(tmp_path, tiny_corpus):
+    from smart.demo_data import build_demo_data
+
+    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, corpus_json=tiny_corpus)
     longs = [json.loads(x) for x in (tmp_path / "demo" / "train_long.jsonl").read_text().splitlines()]
     shorts = [json.loads(x) for x in (tmp_path / "demo" / "train_short.jsonl").read_text().splitlines()]
     dev = [json.loads(x) for x in (tmp_path / "demo" / "dev.jsonl").read_text().splitlines()]
@@ -269,3 +282,25 @@ def test_demo_builder_tiny(tmp_path, encoder_dir):
     assert dev_titles and not train_titles & dev_titles
     assert not any(r["instruction"].startswith(q + "</eoi>") for r in longs
                    for q in T.parse_long(r["output"])[0].queries)  # a query is never the request itself
+
+
+@pytest.mark.slow
+def test_create_data_script_offline(tmp_path, tiny_corpus, encoder_dir):
+    from smart.passages import vital_articles_to_tsv
+    from smart.retriever import embed_passages
+
+    vital_articles_to_tsv(tiny_corpus, tmp_path / "psgs.tsv")
+    embed_passages(str(encoder_dir), str(tmp_path / "psgs.tsv"), str(tmp_path / "emb"), progress=False)
+    corpus = json.loads(tiny_corpus.read_text())
+    source = [{"id": i, "question": f"What is {a['title']}?", "answers": [a["title"]]} for i, a in enumerate(corpus.values())]
+    write_jsonl(tmp_path / "qa.jsonl", source + [{"id": "bad", "question": "no answer", "answers": []}])
+    env = {**os.environ, "TEACHER": "rule", "PASSAGES": str(tmp_path / "psgs.tsv"), "EMBEDDINGS": str(tmp_path / "emb" / "*"),
+           "PYTHON": sys.executable}
+    done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "qa.jsonl"), "popqa",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    longs = [json.loads(x) for x in (tmp_path / "out" / "popqa_long.jsonl").read_text().splitlines()]
+    shorts = (tmp_path / "out" / "popqa_short.jsonl").read_text().splitlines()
+    assert len(longs) == len(source) and len(shorts) == 3 * len(source)
+    stats = json.loads((tmp_path / "out" / "popqa_stats.json").read_text())
+    assert stats["items_with_relevant"] > 0.8 and stats["flags"] == {"intent_fallback": len(source)}

@@ -61,6 +61,8 @@ def test_index_rejects_bad_options_and_dimensions(data):
         Index(32, n_subquantizers=8, hnsw_m=16)
     with pytest.raises(InputError, match="must divide"):
         Index(32, n_subquantizers=5)
+    with pytest.raises(InputError, match="needs at least 256 vectors"):
+        Index(32, n_subquantizers=8).add(ids[:100], vectors[:100])
     index = Index(16)
     with pytest.raises(InputError, match="dimension 32 does not match the index dimension 16"):
         index.add(ids, vectors)

@@ -70,13 +70,22 @@ def test_store_reads_dpr_quoting_tabs_and_newlines(tmp_path):
 
 def test_store_string_ids_and_unsorted_ids(tmp_path):
     tsv = tmp_path / "s.tsv"
-    write_tsv(tsv, [("doc-b", "second", "B"), ("doc-a", "first", "A"), ("10", "ten", "T")])
+    write_tsv(tsv, [("doc-b", "second", "B"), ("doc-a", "first", "A"), ("10", "ten", "T"), ("007", "bond", "J")])
     store = PassageStore(tsv)
     assert store.get("doc-a")["text"] == "first"
+    assert store.get("007")["text"] == "bond"
+    with pytest.raises(InputError, match="unknown passage id '7'"):
+        store.get("7")
     assert store.get("10")["title"] == "T"
     assert list(store.rows_of(["10", "doc-b"])) == [2, 0]
     with pytest.raises(InputError, match="unknown passage id 'nope'"):
         store.get("nope")
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    tsv = tmp_path / "blank.tsv"
+    tsv.write_text("id\ttext\ttitle\n\n1\tone\tOne\n\n2\ttwo\tTwo\n\n", encoding="utf-8")
+    assert list(PassageStore(tsv)) == [{"id": "1", "title": "One", "text": "one"}, {"id": "2", "title": "Two", "text": "two"}]
 
 
 def test_offset_cache_is_rebuilt_when_the_tsv_changes(tmp_path):

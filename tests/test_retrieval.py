@@ -110,6 +110,8 @@ class Killed(Exception):
 
 
 def test_embedding_resumes_after_a_kill(tiny_bert_dir, small_tsv, tmp_path, monkeypatch):
+    tsv = tmp_path / "corpus.tsv"
+    shutil.copy(small_tsv, tsv)
     calls = []
     real_encode = encoder_module.Encoder.encode
 
@@ -122,20 +124,23 @@ def test_embedding_resumes_after_a_kill(tiny_bert_dir, small_tsv, tmp_path, monk
     monkeypatch.setattr(encoder_module.Encoder, "encode", encode)
     kill = True
     with pytest.raises(Killed):
-        embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
+        embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
     assert not (tmp_path / "a" / "passages_00.npy").exists()
     assert len(list((tmp_path / "a" / ".passages_00.partial").glob("chunk_*.npy"))) == 2
     kill, calls[:] = False, []
-    resumed = embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
-    n = len(PassageStore(small_tsv))
+    resumed = embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
+    n = len(PassageStore(tsv))
     assert calls == [50] * (n // 50 - 2) + ([n % 50] if n % 50 else [])  # only the chunks not done before
-    fresh = embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path / "b"), chunk_size=50, progress=False)
+    fresh = embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "b"), chunk_size=50, progress=False)
     np.testing.assert_allclose(np.load(resumed), np.load(fresh), atol=1e-6)
     assert not (tmp_path / "a" / ".passages_00.partial").exists()
     calls[:] = []
-    embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
+    embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
     assert calls == []  # unchanged inputs: nothing recomputed
-    embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path / "a"), chunk_size=50, progress=False,
+    tsv.write_bytes(tsv.read_bytes())
+    embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False)
+    assert calls == []  # corpus rewritten with the same content: still nothing recomputed
+    embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False,
                    text=TextOptions(lowercase=True))
     assert len(calls) > 0  # changed options: recomputed
 
@@ -195,6 +200,11 @@ def test_cli_generate_then_retrieve(tiny_bert_dir, small_tsv, tmp_path, capsys):
     assert [len(o["ctxs"]) for o in out[:2]] == [3, 3] and 3 <= len(out[2]["ctxs"]) <= 6
     assert all(set(c) == {"id", "title", "text", "score"} for o in out for c in o["ctxs"])
     assert (emb / "index.faiss").exists()
+    code, err = run_cli(RETRIEVE, ["--model_name_or_path", tiny_bert_dir, "--passages", str(small_tsv),
+                                   "--passages_embeddings", f"{emb}/*", "--data", str(data),
+                                   "--output_dir", str(tmp_path / "named.jsonl"), "--n_docs", "3"], capsys)
+    assert code == 0, err
+    assert [json.loads(line)["ctxs"] for line in (tmp_path / "named.jsonl").read_text().splitlines()] == [o["ctxs"] for o in out]
 
 
 @pytest.mark.parametrize("content, message", [

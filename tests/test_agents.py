@@ -1,0 +1,167 @@
+"""The inference pipeline driven by a scripted fake backend: stage batching, well-formed and malformed outputs
+(exact fallback counts), baselines, and static vs live retrieval over an index equal to the ctxs."""
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from smart import agents
+from smart import trajectory as tj
+from smart.backends import Backend
+from smart.tasks import load_examples
+
+FIXTURES = Path(__file__).parent / "fixtures" / "eval"
+
+
+class ScriptedBackend(Backend):
+    """Answers each stage from a script keyed by the question in the prompt; records every call."""
+
+    name = "scripted"
+
+    def __init__(self, script: dict[str, dict[str, str]]):
+        super().__init__()
+        self.script = script
+        self.calls: list[tuple[str, list[str]]] = []
+
+    def _stage(self, prompt: str) -> str:
+        for suffix, stage in ((tj.RECONSTRUCTOR, "intent"), (tj.LOCATOR, "locator"), (tj.GENERATOR, "generator")):
+            if prompt.endswith(suffix):
+                return stage
+        return "chat"
+
+    def _reply(self, prompt: str, stage: str) -> str:
+        for question, replies in self.script.items():
+            if question in prompt:
+                return replies.get(stage, replies.get("chat", ""))
+        raise AssertionError(f"unscripted prompt: {prompt[:80]}")
+
+    def _generate(self, prompts, max_new_tokens, stop):
+        stages = {self._stage(p) for p in prompts}
+        assert len(stages) == 1, "one generate call must hold one stage"
+        stage = stages.pop()
+        self.calls.append((stage, prompts))
+        return [self._reply(p, stage) + " trailing text after the stop" for p in prompts]
+
+    def chat(self, conversations, max_new_tokens, stop=None):
+        prompts = [c[-1]["content"] for c in conversations]
+        self.calls.append(("chat", prompts))
+        return [self._reply(p, "chat") for p in prompts]
+
+
+def good(question: str) -> dict[str, str]:
+    return {"intent": f"Search({question}\n second query)</eor>",
+            "locator": "[Relevant]: [1] Title\n a fact</eol>\n[Irrelevant]: [2] Lacking Supporting Facts</eol>",
+            "generator": "the answer\n[Cite]: [1]</eog>"}
+
+
+@pytest.fixture
+def examples():
+    return load_examples("qa", FIXTURES / "qa.jsonl", ndocs=3)
+
+
+def test_smart_well_formed_is_stage_batched(examples):
+    backend = ScriptedBackend({ex.question: good(ex.question) for ex in examples})
+    rows = agents.run("smart", backend, examples, agents.static_retrieval, agents.Limits())
+    assert [stage for stage, _ in backend.calls] == ["intent", "locator", "generator"]
+    assert all(len(prompts) == len(examples) for _, prompts in backend.calls)
+    for ex, row in zip(examples, rows):
+        assert row["id"] == ex.key and row["fallbacks"] == [] and row["problems"] == []
+        assert row["queries"] == [ex.question, "second query"]
+        assert [p["id"] for p in row["passages"]] == ex.passage_ids
+        assert row["answer"] == "the answer" and row["citations"] == [1]
+        assert [f["relevant"] for f in row["facts"]] == [True]
+        t, problems = tj.parse_long(row["trajectory"])  # the whole chain reads back as one long trajectory
+        assert t.answer == "the answer" and len(t.passages) == 3 and t.passages[0].text == ex.passages[0].text
+        assert "trailing text" not in row["trajectory"]
+    # the generator continues the locator's context: request, intent, retrieval block and facts
+    generator_prompts = backend.calls[2][1]
+    assert all(tj.RETRIEVAL_CLOSE in p and p.endswith("</eol>\n\n" + tj.GENERATOR) for p in generator_prompts)
+
+
+def test_smart_malformed_outputs_take_counted_fallbacks(examples):
+    q0, q1, q2 = (ex.question for ex in examples)
+    script = {
+        q0: {**good(q0), "intent": "I would rather not search."},  # no Search(...)
+        q1: {**good(q1), "locator": "these passages are nice", "generator": "Shakespeare</eog>"},  # no </eol>
+        q2: {**good(q2), "locator": "nothing relevant here</eol>", "generator": "Jupiter, probably"},  # no facts, no </eog>
+    }
+    backend = ScriptedBackend(script)
+    # the fake's outputs go through Backend.generate, which cuts after the stop string (and keeps it)
+    rows = agents.run("smart", backend, examples, agents.static_retrieval, agents.Limits())
+    assert Counter(f for r in rows for f in r["fallbacks"]) == {"intent": 1, "locator": 2, "generator": 1}
+    assert rows[0]["fallbacks"] == ["intent"] and rows[0]["queries"] == [q0]
+    assert rows[1]["fallbacks"] == ["locator"] and rows[1]["answer"] == "Shakespeare" and rows[1]["facts"] == []
+    assert rows[2]["fallbacks"] == ["locator", "generator"] and rows[2]["answer"] == "Jupiter, probably trailing text after the stop"
+    # answering without facts: the generator sees the request alone, no retrieval block
+    prompts = dict(zip((q0, q1, q2), backend.calls[2][1]))
+    assert tj.RETRIEVAL_OPEN in prompts[q0]
+    for q in (q1, q2):
+        assert prompts[q] == tj.format_prompt(q) + tj.GENERATOR
+    assert all(r["problems"] for r in rows)
+
+
+def test_smart_item_without_passages_skips_the_locator(examples):
+    backend = ScriptedBackend({ex.question: good(ex.question) for ex in examples})
+    rows = agents.run_smart(backend, examples, lambda exs, qs: [[] for _ in exs], agents.Limits())
+    assert [stage for stage, _ in backend.calls] == ["intent", "generator"]  # no locator call at all
+    assert all(r["answer"] == "the answer" and r["fallbacks"] == [] for r in rows)
+
+
+def test_baselines_use_the_same_passages_and_request(examples):
+    script = {ex.question: {"chat": f"reply to {ex.key}"} for ex in examples}
+    backend = ScriptedBackend(script)
+    no_ret = agents.run("no_retrieval", backend, examples, agents.static_retrieval, agents.Limits())
+    rag = agents.run("vanilla_rag", backend, examples, agents.static_retrieval, agents.Limits())
+    assert [c[0] for c in backend.calls] == ["chat", "chat"]
+    plain, with_passages = backend.calls[0][1], backend.calls[1][1]
+    for ex, p, q, r0, r1 in zip(examples, plain, with_passages, no_ret, rag):
+        assert p == ex.request and q.endswith(ex.request)
+        assert all(passage.text in q for passage in ex.passages) and ex.passages[0].text not in p
+        assert r0["answer"] == r1["answer"] == f"reply to {ex.key}"
+        assert [x["id"] for x in r1["passages"]] == ex.passage_ids
+
+
+def test_modular_agents_parse_and_fall_back(examples):
+    q0, q1, q2 = (ex.question for ex in examples)
+
+    class ModularScript(ScriptedBackend):
+        def _reply(self, prompt, stage):
+            if prompt.startswith("You are the Intent Reconstructor"):
+                return "Search(river of Paris)" if q0 in prompt else "no idea"
+            if prompt.startswith("You are the Fact Locator"):
+                return "[Relevant]: [2] Seine\n The Seine is a river in northern France." if q0 in prompt else "hmm"
+            return "Seine" if "Facts:" in prompt else "unsure"
+
+    backend = ModularScript({})
+    rows = agents.run("modular", backend, examples, agents.static_retrieval, agents.Limits())
+    assert len(backend.calls) == 3 and all(len(p) == 3 for _, p in backend.calls)
+    assert rows[0]["queries"] == ["river of Paris"] and rows[0]["fallbacks"] == []
+    assert rows[0]["facts"][0]["index"] == 2 and rows[0]["answer"] == "Seine"
+    assert rows[1]["fallbacks"] == ["intent", "locator"] and rows[1]["queries"] == [q1] and rows[1]["answer"] == "unsure"
+    assert "Facts:" not in backend.calls[2][1][1]  # no facts: the generator gets the request alone
+
+
+@pytest.mark.slow
+def test_static_and_live_retrieval_give_the_same_passages(tmp_path, encoder_dir, examples):
+    """An index holding exactly the items' ctxs: live search for each question returns the item's own ctxs."""
+    from smart.retriever import Retriever, embed_passages
+
+    tsv = tmp_path / "psgs.tsv"
+    with open(tsv, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n")
+        w.writerow(["id", "text", "title"])
+        for ex in examples:
+            for pid, p in zip(ex.passage_ids, ex.passages):
+                w.writerow([pid, p.text, p.title])
+    shard = embed_passages(str(encoder_dir), str(tsv), str(tmp_path / "emb"), progress=False)
+    live = agents.LiveRetrieval(Retriever.from_paths(str(encoder_dir), str(tsv), str(shard)), k=3)
+    backend = ScriptedBackend({ex.question: {**good(ex.question), "intent": f"Search({ex.question})</eor>"}
+                               for ex in examples})
+    static_rows = agents.run("smart", backend, examples, agents.static_retrieval, agents.Limits())
+    live_rows = agents.run("smart", backend, examples, live, agents.Limits())
+    for s, l in zip(static_rows, live_rows):
+        assert {p["id"] for p in s["passages"]} == {p["id"] for p in l["passages"]}
+        assert len(l["passages"]) == 3

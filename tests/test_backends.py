@@ -1,0 +1,184 @@
+"""Generation backends: stop-string cutting, batched HF generate, LoRA adapters, input checks, the OpenAI client
+against local stub servers, and vLLM's greedy output against transformers' on the embedded SmolLM2."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from smart.backends import HFBackend, cut_at_stop, load_backend, resolve_model
+from smart.io import InputError
+
+PROMPTS = ["<|Instruction|>:\nWho wrote Hamlet?</eoi>\n\n<|Reconstructor|>:\n", "The capital of France is",
+           "One, two, three, four,"]
+
+
+def test_cut_at_stop():
+    assert cut_at_stop("abc</eor>def</eor>", ["</eor>"]) == ("abc</eor>", True)
+    assert cut_at_stop("a</eol>b</eor>", ["</eor>", "</eol>"]) == ("a</eol>", True)
+    assert cut_at_stop("no stop here", ["</eog>"]) == ("no stop here", False)
+    assert cut_at_stop("x\ny", None) == ("x\ny", False)
+    assert cut_at_stop("ab", ["b", "ab"]) == ("ab", True)  # the earliest match wins
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    backend = load_backend("hf", str(tiny_llama_dir), batch_size=2)
+    yield backend
+    backend.close()
+
+
+def test_hf_batched_equals_one_by_one_and_stops(tiny):
+    batched = tiny.generate(PROMPTS, 12)
+    single = [tiny.generate([p], 12)[0] for p in PROMPTS]
+    assert batched == single  # left padding and length sorting change nothing
+    assert all(out for out in batched)
+    assert tiny.stats["prompts"] == 2 * len(PROMPTS) and tiny.stats["generated_tokens"] > 0
+    # a stop string taken from the free output: the continuation ends right after it
+    text = batched[1]
+    start = next(i for i in range(len(text) // 2, len(text)) if not text[i].isspace())
+    stop = text[start:start + 2]
+    cut = tiny.generate([PROMPTS[1]], 12, stop=[stop])[0]
+    assert cut == text[:text.index(stop) + len(stop)], (text, stop, cut)
+
+
+def test_hf_chat_and_max_new_tokens(tiny):
+    replies = tiny.chat([[{"role": "user", "content": "Hello"}], [{"role": "user", "content": "Name a river."}]], 5)
+    assert len(replies) == 2
+    ids = tiny.tokenizer(replies[0], add_special_tokens=False)["input_ids"]
+    assert 0 < len(ids) <= 6
+
+
+def test_load_backend_input_errors(tmp_path, tiny_llama_dir):
+    with pytest.raises(InputError, match="unknown backend"):
+        load_backend("tgi", str(tiny_llama_dir))
+    with pytest.raises(InputError, match="unknown dtype"):
+        load_backend("hf", str(tiny_llama_dir), dtype="int3")
+    with pytest.raises(InputError, match="not found"):
+        load_backend("hf", str(tmp_path / "missing_model"))
+    no_tokenizer = tmp_path / "no_tok"
+    no_tokenizer.mkdir()
+    (no_tokenizer / "config.json").write_text((tiny_llama_dir / "config.json").read_text())
+    with pytest.raises(InputError, match="no tokenizer"):
+        load_backend("hf", str(no_tokenizer))
+    with pytest.raises(InputError, match="not a LoRA adapter"):
+        resolve_model(str(tiny_llama_dir), str(tmp_path))
+
+
+def test_lora_adapter_directly_and_with_lora_path(tmp_path, tiny_llama_dir, tiny):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    torch.manual_seed(1)
+    peft_model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj", "o_proj"],
+                                                 init_lora_weights=False))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == str(tiny_llama_dir)
+    assert resolve_model(str(adapter)) == (str(tiny_llama_dir), str(adapter))
+    with load_backend("hf", str(adapter)) as from_adapter_dir:
+        adapted = from_adapter_dir.generate(PROMPTS, 8)
+    with load_backend("hf", str(tiny_llama_dir), lora_path=str(adapter)) as with_flag:
+        assert with_flag.generate(PROMPTS, 8) == adapted
+    assert adapted != tiny.generate(PROMPTS, 8)  # the (non-zero) adapter changes the model
+
+
+# ----------------------------------------------------------------------------------------------- openai
+class _CompletionsStub(BaseHTTPRequestHandler):
+    """/v1/completions: echoes 'done' and a stop string the way vLLM's server does (dropped, named in stop_reason)."""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        assert self.path.endswith("/completions") and request["temperature"] == 0.0
+        prompts = request["prompt"] if isinstance(request["prompt"], list) else [request["prompt"]]
+        choices = []
+        for i, p in enumerate(prompts):
+            natural_end = p.endswith("!")
+            choices.append({"index": i, "text": f"done {i}", "finish_reason": "stop", "logprobs": None,
+                            "stop_reason": None if natural_end else (request.get("stop") or [None])[0]})
+        body = json.dumps({"id": "c", "object": "text_completion", "created": 0, "model": request["model"],
+                           "choices": choices[::-1],  # out of order, as servers may send them
+                           "usage": {"prompt_tokens": 1, "completion_tokens": 2 * len(prompts), "total_tokens": 3}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_openai_backend_completions_and_chat(monkeypatch):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CompletionsStub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("OPENAI_BASE_URL", f"http://127.0.0.1:{server.server_address[1]}/v1")
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+        backend = load_backend("openai", "served-model", batch_size=2)
+        out = backend.generate(["a", "b", "c!"], 16, stop=["</eor>"])
+        assert out == ["done 0</eor>", "done 1</eor>", "done 0"]  # stop restored; a natural end gets none
+        assert backend.stats["generated_tokens"] == 6 and backend.stats["prompts"] == 3
+        backend.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    from smart.openai_stub import StubOpenAI
+
+    with StubOpenAI(respond=lambda messages: "Paris</eog> and more") as stub:
+        backend = load_backend("openai", "served-model", base_url=stub.url, api_key="k", batch_size=4)
+        replies = backend.chat([[{"role": "user", "content": f"q{i}"}] for i in range(5)], 16, stop=["</eog>"])
+        assert replies == ["Paris</eog>"] * 5 and stub.counts["requests"] == 5
+        backend.close()
+
+
+# ----------------------------------------------------------------------------------------------- vllm
+VLLM_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from smart.backends import load_backend
+    if __name__ == "__main__":
+        prompts, n = json.loads(sys.argv[1]), int(sys.argv[2])
+        backend = load_backend("vllm", sys.argv[3], max_model_len=1024)
+        out = {"free": backend.generate(prompts, n), "stopped": backend.generate(prompts, n, stop=["."]),
+               "chat": backend.chat([[{"role": "user", "content": "What is the capital of France?"}]], n)}
+        backend.close()
+        print("RESULT" + json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def vllm_outputs(tmp_path_factory, embedded_llm_dir):
+    """One vLLM start (a script file: vLLM's workers re-import __main__) for every vLLM check."""
+    if importlib.util.find_spec("vllm") is None:
+        pytest.skip("vllm is not installed (pip install -r requirements-vllm.txt)")
+    script = tmp_path_factory.mktemp("vllm") / "run_vllm.py"
+    script.write_text(VLLM_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), json.dumps(PROMPTS), "16", str(embedded_llm_dir)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.split("RESULT", 1)[1])
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_greedy_matches_transformers(vllm_outputs, embedded_llm_dir):
+    hf = HFBackend(str(embedded_llm_dir), batch_size=4)
+    free, stopped = hf.generate(PROMPTS, 16), hf.generate(PROMPTS, 16, stop=["."])
+    chat = hf.chat([[{"role": "user", "content": "What is the capital of France?"}]], 16)
+    hf.close()
+    # vLLM runs bfloat16 on CPU, transformers float32: the first tokens must agree
+    for a, b in zip(vllm_outputs["free"] + vllm_outputs["chat"], free + chat):
+        assert a[:12] == b[:12], (a, b)
+    for a, b in zip(vllm_outputs["stopped"], stopped):
+        assert a.endswith(".") == b.endswith(".") and a[:12] == b[:12]
+    assert "Paris" in vllm_outputs["chat"][0]

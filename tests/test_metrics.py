@@ -1,0 +1,96 @@
+"""Metric unit tests on hand-made cases: normalization, match, label parsing, str-em, ROUGE-L, tables."""
+from __future__ import annotations
+
+import pytest
+
+from smart import metrics
+from smart.metrics import accuracy, match, normalize_answer, parse_choice, parse_true_false, str_em
+
+CHOICES = {"A": "Planetary density will decrease.", "B": "Planetary years will become longer.",
+           "C": "Planetary days will become shorter.", "D": "Planetary gravity will become stronger."}
+
+
+def test_normalize_answer():
+    assert normalize_answer("  The Eiffel-Tower, in PARIS!  ") == "eiffeltower in paris"
+    assert normalize_answer("An apple a day") == "apple day"
+
+
+@pytest.mark.parametrize("prediction,golds,expected", [
+    ("The capital is Pristina.", ["Pristina"], 1.0),
+    ("pristina", ["Prishtina", "PRISTINA"], 1.0),
+    ("It is Belgrade.", ["Pristina"], 0.0),
+    ("He was a politician and soldier", ["politician"], 1.0),
+    ("Seinefeld", ["Seine"], 0.0),  # word boundaries: no match inside another word
+    ("", ["Seine"], 0.0),
+    ("anything", [""], 0.0),  # an empty gold never matches
+])
+def test_match(prediction, golds, expected):
+    assert match(prediction, golds) == expected
+
+
+@pytest.mark.parametrize("prediction,expected", [
+    ("C", "C"), ("C: Planetary days will become shorter.", "C"), ("(C)", "C"), ("C.", "C"), ("C)", "C"),
+    ("C\nbecause the planet spins faster", "C"), ("The answer is C.", "C"), ("The answer is (B)", "B"),
+    ("Answer: D", "D"), ("I think option A is right", "A"),
+    ("Planetary days will become shorter", "C"),  # the choice text itself
+    ("planetary years will become longer, since...", "B"),
+    ("A planet rotates", None),  # the article "A" is not a label
+    ("I do not know", None), ("", None),
+])
+def test_parse_choice(prediction, expected):
+    assert parse_choice(prediction, CHOICES) == expected
+
+
+def test_parse_choice_earliest_choice_text_wins_and_digit_labels():
+    choices = {"A": "ruler", "B": "balance", "C": "thermometer"}
+    assert parse_choice("a balance, not a ruler", choices) == "B"
+    assert parse_choice("anything", {}) is None
+
+
+@pytest.mark.parametrize("prediction,expected", [
+    ("true", "true"), ("False.", "false"), ("The statement is TRUE", "true"), ("SUPPORTS", "true"),
+    ("refutes", "false"), ("This is incorrect.", "false"), ("It is not correct", "false"), ("correct", "true"),
+    ("maybe", None), ("", None),
+])
+def test_parse_true_false(prediction, expected):
+    assert parse_true_false(prediction) == expected
+
+
+def test_accuracy_counts_unparseable_as_wrong():
+    assert accuracy("true", "true") == (1.0, "true")
+    assert accuracy("refutes", "false") == (1.0, "false")
+    assert accuracy("true", "false") == (0.0, "true")
+    assert accuracy("no idea", "true") == (0.0, None)
+    assert accuracy("B: Planetary years", "C", CHOICES) == (0.0, "B")
+    assert accuracy("(C)", "C", CHOICES) == (1.0, "C")
+
+
+def test_str_em_is_fraction_of_qa_pairs_covered():
+    pairs = [["Leonardo DiCaprio", "DiCaprio"], ["Louis Hayward"], ["Richard Chamberlain"]]
+    assert str_em("DiCaprio starred in 1998; Louis Hayward in 1939.", pairs) == pytest.approx(2 / 3)
+    assert str_em("Nobody.", pairs) == 0.0
+    assert str_em("x", []) == 0.0
+
+
+def test_rouge_l():
+    assert metrics.rouge_l(["the cat sat on the mat"], ["the cat sat on the mat"]) == pytest.approx(1.0)
+    partial = metrics.rouge_l(["the cat sat"], ["the cat sat on the mat"])
+    assert 0.0 < partial < 1.0
+    assert metrics.rouge_l(["x"], [""]) == 0.0  # no reference: not scored
+
+
+def test_results_row_and_paper_table(tmp_path):
+    run = {"task": "popqa", "method": "smart", "model": "/m/smart-7b", "n": 10, "score": 47.0, "fallbacks": {"intent": 2},
+           "unparsed": 0, "wall_s": 3.0, "tokens_per_s": 12.5}
+    table = tmp_path / "results.md"
+    metrics.append_results_row(table, run)
+    metrics.append_results_row(table, {**run, "method": "no_retrieval", "score": 20.0})
+    lines = table.read_text().splitlines()
+    assert lines[0].startswith("| task | method") and len(lines) == 4
+    assert "| popqa | smart | smart-7b | 10 | 47.00 | 2 |" in lines[2]
+    asqa = {**run, "task": "asqa", "score": 30.0, "str_em": 30.0, "rouge_l": 25.5}
+    text = metrics.paper_table([run, asqa, {**run, "method": "vanilla_rag", "score": 33.3}])
+    assert "PopQA (match)" in text and "ASQA (str-em)" in text and "ASQA (ROUGE-L)" in text
+    assert "| SMART (ours) | smart-7b | 47.00 | 30.00 | 25.50 |" in text
+    assert "| Backbone + top passages (vanilla RAG) | smart-7b | 33.30 | - | - |" in text
+    assert "| SMART (paper) | Llama-2-7B | 47.66 | - | - |" in text
