@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stage 1 of long-short trajectory learning: train on SHORT trajectories (one agent step each), then merge the
-# LoRA adapter into the base model (the starting point of stage 2, script_long_learning.sh).
+# LoRA adapter into the base model: ${OUTPUT_DIR}/merged, the starting point of stage 2 (script_long_learning.sh).
 #
 # Paper settings by default: LoRA, lr 2e-4, linear decay, 3% warmup, 2 epochs, total batch 128, max length 3076.
 # Every setting is an environment variable; extra arguments go to multi_agent/finetune.py, e.g.
@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 : "${MODEL:=embedded}"                           # HF name or folder; 'embedded' = SmolLM2-135M-Instruct
 : "${TRAIN_FILE:=data/demo/train_short.jsonl}"
 : "${OUTPUT_DIR:=runs/SMART_Short}"
-: "${MERGED_DIR:=${OUTPUT_DIR%/}_merged}"        # merged model (USE_LORA=1 and MERGE=1)
+: "${MERGED_DIR:=${OUTPUT_DIR%/}/merged}"        # merged model (USE_LORA=1 and MERGE=1)
 : "${MAX_SEQ_LENGTH:=3076}"
 : "${TOTAL_BATCH_SIZE:=128}"
 : "${BATCH_SIZE_PER_GPU:=1}"                     # examples per micro-batch per process (packed into one row)
@@ -23,6 +23,7 @@ cd "$(dirname "$0")"
 : "${LR_SCHEDULER:=linear}"
 : "${WARMUP_RATIO:=0.03}"
 : "${NUM_EPOCHS:=2}"
+: "${MAX_STEPS:=0}"                              # > 0: stop after this many optimizer steps
 : "${USE_LORA:=1}"                               # 0 = full fine-tuning
 : "${LORA_RANK:=64}"
 : "${LORA_ALPHA:=16}"
@@ -48,6 +49,7 @@ ARGS=(--model_name_or_path "$MODEL" --tokenizer_name "$MODEL" --use_slow_tokeniz
       --logging_steps 1 --use_special_tokens --seed "$SEED")
 [ "$USE_LORA" = 1 ] && ARGS+=(--use_lora --lora_rank "$LORA_RANK" --lora_alpha "$LORA_ALPHA" --lora_dropout "$LORA_DROPOUT")
 [ "$PRECISION" != no ] && ARGS+=("--$PRECISION")
+[ "$MAX_STEPS" -gt 0 ] && ARGS+=(--max_train_steps "$MAX_STEPS")
 
 if [ "$NUM_GPUS" -gt 0 ]; then
   "$PYTHON" -m accelerate.commands.launch --config_file "$ACCELERATE_CONFIG" --num_machines 1 \

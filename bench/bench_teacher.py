@@ -4,7 +4,8 @@
     python bench/bench_teacher.py --concurrency 64 128 --rounds 20
 
 Runs the real intent step (resumable JSONL writes included) over rounds x concurrency items per level and prints
-items/s next to the bound concurrency / latency, and their ratio (1.0 = no overhead at all). The server runs in its
+items/s next to the bound concurrency / latency, their ratio (1.0 = no overhead at all), and the client's CPU time
+per item (when rate x CPU/item nears the cores free to the client, the client is CPU-bound). The server runs in its
 own process (`python -m smart.openai_stub`), so its CPU does not compete with the client's for one interpreter lock.
 """
 from __future__ import annotations
@@ -29,7 +30,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10, help="items per level = rounds x concurrency")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"{'concurrency':>11} {'items':>6} {'seconds':>8} {'items/s':>8} {'bound':>8} {'ratio':>6}")
+    print(f"{'concurrency':>11} {'items':>6} {'seconds':>8} {'items/s':>8} {'bound':>8} {'ratio':>6} {'client CPU ms/item':>19}")
     server = subprocess.Popen([sys.executable, "-m", "smart.openai_stub", "--latency", str(args.latency)],
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
@@ -47,12 +48,12 @@ def measure(args: argparse.Namespace, url: str) -> None:
             write_jsonl(src, [{"id": f"i{i}", "dataset_name": "bench", "task_type": "open_qa",
                                "instruction": f"question {i}?", "output": "x"} for i in range(n)])
             teacher = OpenAITeacher("stub", base_url=url, concurrency=c, timeout=30.0)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             summary = run_intent(str(src), str(out), teacher, concurrency=c)
-            seconds = time.perf_counter() - start
+            seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert summary.written == n, summary.as_dict()
             rate, bound = n / seconds, c / args.latency
-            print(f"{c:>11} {n:>6} {seconds:>8.2f} {rate:>8.1f} {bound:>8.1f} {rate / bound:>6.2f}")
+            print(f"{c:>11} {n:>6} {seconds:>8.2f} {rate:>8.1f} {bound:>8.1f} {rate / bound:>6.2f} {1000 * cpu / n:>19.1f}")
 
 
 if __name__ == "__main__":

@@ -1,16 +1,20 @@
 #!/usr/bin/env python
 """Training throughput: padding-free packing vs plain per-batch padding, same model, examples, order and batch size.
 
-Prints real (non-padding) tokens/s, the share of computed tokens that are real, seconds per step and peak RSS.
+Prints real (non-padding) tokens/s, the share of computed tokens that are real, seconds per step and the peak RSS
+of each mode (each runs in its own forked process). A third mode, `single` (one example per micro-batch: neither
+padding nor packing), shows the CPU trade-off: packed rows pay attention over the whole row (masked blocks
+included, (B*L)^2) on sdpa/eager, where flash-attention's varlen kernel (GPU) pays only per example.
 Trajectories: --data FILE, else data/demo/train_long.jsonl when present, else synthetic long trajectories rendered
 with trajectory.render_long from passages of the embedded corpus (1-2 queries x 3 passages, like the demo data).
 
-    python bench/bench_training.py                     # SmolLM2-135M, LoRA r=16 all linear, fp32, 16 examples, batch 4
+    python bench/bench_training.py                     # SmolLM2-135M, LoRA r=16 all linear, fp32, 8 examples, batch 4
     python bench/bench_training.py --n_examples 64 --batch_size 8 --max_seq_length 2048
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import random
 import resource
 import time
@@ -46,31 +50,30 @@ def synthetic_examples(n: int, seed: int) -> list[training.Example]:
     return examples
 
 
-def run(model, optimizer, batches: list[dict], warmup: int) -> tuple[float, int, int]:
-    """Seconds, real tokens and computed tokens of the timed optimizer steps (after `warmup` untimed ones)."""
+def run(model, optimizer, batches: list[dict], results) -> None:
+    """Time the optimizer steps; put (seconds, real tokens, computed tokens, peak RSS MiB) on `results`."""
     seconds, real, computed = 0.0, 0, 0
-    for k, batch in enumerate(batches):
+    for batch in batches:
         start = time.perf_counter()
         loss, _ = training.lm_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if k >= warmup:
-            seconds += time.perf_counter() - start
-            real += int((batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()))
-            computed += batch["input_ids"].numel()
-    return seconds, real, computed
+        seconds += time.perf_counter() - start
+        real += int((batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()))
+        computed += batch["input_ids"].numel()
+    results.put((seconds, real, computed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default=defaults.EMBEDDED, help="model folder ('embedded' = SmolLM2-135M-Instruct)")
     p.add_argument("--data", default=None, help="trajectory file (default: demo data, else synthetic)")
-    p.add_argument("--n_examples", type=int, default=16)
+    p.add_argument("--n_examples", type=int, default=8)
     p.add_argument("--batch_size", type=int, default=4)
     p.add_argument("--max_seq_length", type=int, default=1024)
     p.add_argument("--lora_rank", type=int, default=16)
-    p.add_argument("--warmup_steps", type=int, default=1)
+    p.add_argument("--modes", default="padded,packed,single", help="comma-separated: padded, packed, single")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
@@ -88,16 +91,28 @@ def main() -> None:
     optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
     groups = [features[i:i + args.batch_size] for i in range(0, len(features), args.batch_size)]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    loss, _ = training.lm_loss(model, training.collate_packed(features[:1]))  # warm-up step, untimed
+    loss.backward()
+    optimizer.zero_grad()
+    modes = {"padded": [training.collate_padded(g, pad) for g in groups],
+             "packed": [training.collate_packed(g) for g in groups],
+             "single": [training.collate_packed([f]) for f in features]}
 
-    results = {}
-    for name, collate in [("padded", lambda g: training.collate_padded(g, pad)), ("packed", training.collate_packed)]:
-        seconds, real, computed = run(model, optimizer, [collate(g) for g in groups], args.warmup_steps)
-        steps = len(groups) - args.warmup_steps
-        results[name] = real / seconds
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    context = multiprocessing.get_context("fork")
+    speed = {}
+    for name in args.modes.split(","):
+        results = context.Queue()
+        child = context.Process(target=run, args=(model, optimizer, modes[name], results))
+        child.start()
+        seconds, real, computed, rss = results.get()
+        child.join()
+        speed[name] = real / seconds
         print(f"{name:>7}: {real / seconds:7.1f} real tokens/s  {computed / seconds:7.1f} computed tokens/s  "
-              f"real share {real / computed:6.1%}  {seconds / steps:6.2f} s/step  peak RSS so far {rss:,.0f} MiB")
-    print(f"packing speed-up (real tokens/s): {results['packed'] / results['padded']:.2f}x")
+              f"real share {real / computed:6.1%}  {seconds / len(modes[name]):6.2f} s/step  peak RSS {rss:,.0f} MiB")
+    if {"packed", "padded"} <= speed.keys():
+        print(f"packed vs padded (real tokens/s): {speed['packed'] / speed['padded']:.2f}x")
+    if {"single", "padded"} <= speed.keys():
+        print(f"single vs padded (real tokens/s): {speed['single'] / speed['padded']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Step 4: combine located items into long trajectories and the four kinds of short trajectories, with stats.
 
-    python data_creation/combine_data.py --input_file work/located.jsonl \
+    python data_creation/combine_data.py --input_file work/located.jsonl \\
         --long_output data/train_long.jsonl --short_output data/train_short.jsonl --tokenizer embedded
 
 Records: {id, dataset_name, type, instruction, input, output} (JSONL, or one JSON list for a .json path). Items

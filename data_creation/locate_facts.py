@@ -1,12 +1,13 @@
 """Step 3: fact locating. For each retrieved passage: the supporting sentence(s), or irrelevant.
 
-    OPENAI_BASE_URL=... OPENAI_API_KEY=... python data_creation/locate_facts.py \
+    OPENAI_BASE_URL=... OPENAI_API_KEY=... python data_creation/locate_facts.py \\
         --input_file work/retrieved/intent.jsonl --output_file work/located.jsonl --model_name gpt-4o-mini
 
 Input: items with `queries` and `ctxs` (step 2, multi_agent/passage_retrieval.py). Output: the items with
 `relevant` and `fact` on every ctx, JSONL appended per item (a rerun skips finished ids). A teacher's fact must be a
 verbatim span of its passage: close copies are snapped to the passage's sentences, others marked irrelevant; both
-counted in the summary (<output_file>.summary.json), as are empty, cut or off-format replies.
+counted in the summary (<output_file>.summary.json), as are empty, cut, off-format or foreign-language replies.
+Exit status 1 when items failed after all retries: run the same command again to retry just those.
 --teacher rule: offline locating by answer matching (sentences holding a gold short answer).
 """
 from __future__ import annotations

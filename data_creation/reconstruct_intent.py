@@ -1,12 +1,13 @@
 """Step 1: intent reconstruction. The teacher writes the search queries of each request (few-shot per task type).
 
-    OPENAI_BASE_URL=... OPENAI_API_KEY=... python data_creation/reconstruct_intent.py \
+    OPENAI_BASE_URL=... OPENAI_API_KEY=... python data_creation/reconstruct_intent.py \\
         --input_file items/nq.jsonl --output_file work/intent.jsonl --model_name gpt-4o-mini --concurrency 16
 
 Input: unified items (data_creation/convert_data.py). Output: the items plus `queries` (at most --max_queries) and
 `flags`, as JSONL appended per item: a rerun skips finished ids. Unusable replies (empty, cut, off-format, another
 language) fall back to the request itself as the query, counted; bad rows (missing fields, unknown task types, empty
 answers) are skipped and listed; a summary is printed and written to <output_file>.summary.json.
+Exit status 1 when items failed after all retries: run the same command again to retry just those.
 With --teacher rule, items keep the `queries` they carry (else the request is the query).
 """
 from __future__ import annotations

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,7 +73,7 @@ def check_model_dir(model: str) -> None:
     """A local model directory must hold a config and a tokenizer (checked before anything loads)."""
     path = Path(model)
     if not path.exists():
-        if re.fullmatch(r"[\w.-]+/[\w.-]+", model) and not model.startswith("."):
+        if re.fullmatch(r"[\w-][\w.-]*(/[\w.-]+)?", model):
             return  # a hub name: transformers/vLLM resolve it (offline: from the local cache)
         raise InputError(f"{model}: model directory not found")
     if not path.is_dir():
@@ -92,12 +93,16 @@ class Backend:
         self.stats: dict[str, float] = {"prompts": 0, "generated_tokens": 0, "seconds": 0.0, "truncated_prompts": 0}
         self.tokenizer: Any = None
 
-    def generate(self, prompts: list[str], max_new_tokens: int, stop: list[str] | None = None) -> list[str]:
-        """Greedy continuations of raw text prompts, each cut after (and including) its first stop string."""
+    def generate(self, prompts: list[str], max_new_tokens: int, stop: list[str] | None = None,
+                 add_special_tokens: bool = True) -> list[str]:
+        """Greedy continuations of raw text prompts, each cut after (and including) its first stop string.
+
+        The prompt is tokenized as in training (with the tokenizer's BOS where it adds one); chat-rendered prompts,
+        which carry their own, pass `add_special_tokens=False`."""
         if not prompts:
             return []
         start = time.perf_counter()
-        outputs = self._generate(list(prompts), max_new_tokens, list(stop or []))
+        outputs = self._generate(list(prompts), max_new_tokens, list(stop or []), add_special_tokens)
         self.stats["seconds"] += time.perf_counter() - start
         self.stats["prompts"] += len(prompts)
         return [cut_at_stop(o, stop)[0] for o in outputs]
@@ -109,9 +114,9 @@ class Backend:
             prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         else:  # a base model: a plain transcript
             prompts = ["".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in c) + "Assistant:" for c in conversations]
-        return self.generate(prompts, max_new_tokens, stop)
+        return self.generate(prompts, max_new_tokens, stop, add_special_tokens=False)
 
-    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -145,11 +150,14 @@ class HFBackend(Backend):
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         tokenizer_dir = lora_path if lora_path and any(Path(lora_path).glob("tokenizer*")) else model
-        self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_torch_dtype(dtype, self.device))
+        except OSError as e:  # a hub name that is neither cached nor reachable, a broken checkpoint
+            raise InputError(f"{model}: cannot load the model ({e})") from None
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_torch_dtype(dtype, self.device))
         if lora_path:
             from peft import PeftModel
 
@@ -164,10 +172,10 @@ class HFBackend(Backend):
         self.eos_ids.add(self.tokenizer.eos_token_id)
         self.eos_ids.discard(None)
 
-    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:
         import torch
 
-        encoded = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        encoded = [self.tokenizer(p, add_special_tokens=add_special_tokens)["input_ids"] for p in prompts]
         if self.max_model_len:
             room = max(self.max_model_len - max_new_tokens, 1)
             for i, ids in enumerate(encoded):
@@ -239,18 +247,19 @@ class VLLMBackend(Backend):
                 raise InputError(f"{lora_path}: the adapter trains embeddings/lm_head (added tokens); vLLM cannot serve it: merge it (merge_lora.py) or use --backend hf")
             from vllm.lora.request import LoRARequest
 
-            kwargs.update(enable_lora=True, max_lora_rank=max(8, int(config.get("r", 16))), max_loras=1)
+            kwargs.update(enable_lora=True, max_lora_rank=max(8, 1 << (int(config.get("r", 16)) - 1).bit_length()), max_loras=1)
             self.lora_request = LoRARequest("adapter", 1, str(lora_path))
         log.info("starting vLLM on %s (%s)", model, "cpu" if on_cpu else f"{world_size} GPU(s)")
         self.llm = LLM(model=model, dtype=dtype, **kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
-    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:
         from vllm import SamplingParams
 
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None,
                                 include_stop_str_in_output=True, skip_special_tokens=False)
-        results = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request)
+        results = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request,
+                                    tokenization_kwargs={"add_special_tokens": add_special_tokens})
         outputs = []
         for r in results:
             o = r.outputs[0]
@@ -299,7 +308,7 @@ class OpenAIBackend(Backend):
             return text + reason if isinstance(reason, str) and reason in stop else text
         return text + stop[0] if len(stop) == 1 else text
 
-    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str]) -> list[str]:
+    def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:
         outputs: list[str] = [""] * len(prompts)
         for b in range(0, len(prompts), self.batch_size):
             batch = prompts[b:b + self.batch_size]
@@ -314,12 +323,14 @@ class OpenAIBackend(Backend):
     def chat(self, conversations: list[list[dict]], max_new_tokens: int, stop: list[str] | None = None) -> list[str]:
         stop = list(stop or [])
         start = time.perf_counter()
+        lock = threading.Lock()
 
         def one(messages: list[dict]) -> str:
             response = self.client.chat.completions.create(model=self.model, messages=messages, max_tokens=max_new_tokens,
                                                            temperature=0.0, stop=stop or None)
             if response.usage:
-                self.stats["generated_tokens"] += response.usage.completion_tokens
+                with lock:
+                    self.stats["generated_tokens"] += response.usage.completion_tokens
             choice = response.choices[0]
             text = self._restore_stop(choice.message.content or "", choice, stop)
             return cut_at_stop(text, stop)[0]

@@ -107,34 +107,45 @@ def make_items(articles: list[dict], n: int, kinds: tuple[str, ...], rng: random
     return items
 
 
-def corpus_retriever(corpus_json: str | Path | None, work: Path):
-    """The dense retriever over the embedded corpus, or over another vital-articles JSON (embedded under work/)."""
+def demo_retriever(corpus_json: str | Path | None, passages: str | None, passages_embeddings: str | None,
+                   encoder: str | None, work: Path):
+    """The dense retriever the demo uses: over `passages` (a TSV; with `passages_embeddings`, a glob of its shards),
+    else over `corpus_json` split into passages under work/, else over the embedded corpus (cached embeddings)."""
     from smart.passages import vital_articles_to_tsv
-    from smart.retriever import ensure_embedded_index
+    from smart.retriever import Retriever, ensure_embedded_index
 
-    if corpus_json is None:
-        return ensure_embedded_index()
-    tsv = work / "passages.tsv"
-    vital_articles_to_tsv(corpus_json, tsv)
-    return ensure_embedded_index(passages=str(tsv), output_dir=str(work / "embeddings"), progress=False)
+    encoder = encoder or defaults.EMBEDDED
+    if passages_embeddings:
+        return Retriever.from_paths(encoder, passages or defaults.EMBEDDED, passages_embeddings)
+    if passages in (None, "", defaults.EMBEDDED) and corpus_json is not None:
+        passages = str(work / "passages.tsv")
+        vital_articles_to_tsv(corpus_json, passages)
+    if passages in (None, "", defaults.EMBEDDED):
+        return ensure_embedded_index(encoder)
+    return ensure_embedded_index(encoder, passages, output_dir=str(work / "embeddings"), progress=False)
 
 
 def build_demo_data(output_dir: str | Path, n_train: int = 100, n_dev: int = 50, n_docs: int = 3, seed: int = 0,
-                    corpus_json: str | Path | None = None, tokenizer=None) -> dict:
+                    corpus_json: str | Path | None = None, passages: str | None = None,
+                    passages_embeddings: str | None = None, encoder: str | None = None, tokenizer=None) -> dict:
     """Write train_long.jsonl, train_short.jsonl, dev.jsonl and stats.json (+ the steps' files under work/).
 
-    `corpus_json`: a vital-articles JSON (title -> {title, extract, description, topic}); default the embedded one.
-    Every step reruns from scratch (they take seconds once the corpus embeddings are cached).
+    `corpus_json`: the articles (vital-articles JSON: title -> {title, extract, description, topic}; default the
+    embedded one); only articles with passages in the retriever's TSV are asked about. `passages`,
+    `passages_embeddings`, `encoder`: the retriever (see `demo_retriever`). Every step reruns from scratch (seconds
+    once the corpus embeddings exist).
     """
     out, work = Path(output_dir), Path(output_dir) / "work"
     work.mkdir(parents=True, exist_ok=True)
     for step in ("intent", "located"):
         (work / f"{step}.jsonl").unlink(missing_ok=True)
-    rng = random.Random(seed)
-    articles = load_articles(corpus_json)
+    retriever = demo_retriever(corpus_json, passages, passages_embeddings, encoder, work)
+    titles = {row["title"] for row in retriever.store}
+    articles = [a for a in load_articles(corpus_json) if a["title"] in titles]
     if len(articles) < n_dev + 2:
-        raise InputError(f"{corpus_json or defaults.corpus_json()}: {len(articles)} usable articles, need more than "
-                         f"--n_dev {n_dev} + 1")
+        raise InputError(f"{corpus_json or defaults.corpus_json()}: {len(articles)} usable articles with passages, "
+                         f"need more than --n_dev {n_dev} + 1")
+    rng = random.Random(seed)
     rng.shuffle(articles)
     dev_articles, train_articles = articles[:n_dev], articles[n_dev:]
     train_items = make_items(train_articles, n_train, KINDS, rng, "train")
@@ -143,7 +154,6 @@ def build_demo_data(output_dir: str | Path, n_train: int = 100, n_dev: int = 50,
     write_jsonl(work / "dev_items.jsonl", dev_items)
 
     run_intent(str(work / "items.jsonl"), str(work / "intent.jsonl"), teacher=None)
-    retriever = corpus_retriever(corpus_json, work)
     intent = [row for _, row in iter_jsonl(work / "intent.jsonl")]
     ctxs = retriever.search_merged([row["queries"] for row in intent], n_docs)
     write_jsonl(work / "retrieved.jsonl", [{**row, "ctxs": c} for row, c in zip(intent, ctxs)])

@@ -44,11 +44,12 @@ def _runs(sents: list[str], text: str, max_len: int = MAX_FACT_SENTENCES):
 
 def snap_fact(fact: str, passage: str, threshold: float = SNAP_THRESHOLD) -> tuple[str | None, str]:
     """(verbatim fact or None, how): `exact` (up to whitespace), `snapped` to the closest sentence run, or `unmatched`."""
-    fact, passage = normalize_space(fact).strip(" \"'"), normalize_space(passage)
+    fact, passage = normalize_space(fact), normalize_space(passage)
+    for candidate in (fact, fact.strip("\"'")):  # a reply may wrap its copy in quotes
+        if candidate and candidate in passage:
+            return candidate, "exact"
     if not fact:
         return None, "unmatched"
-    if fact in passage:
-        return fact, "exact"
     best, best_ratio = None, 0.0
     for run in _runs(sentences(passage), passage):
         matcher = difflib.SequenceMatcher(None, fact.lower(), run.lower(), autojunk=False)

@@ -293,7 +293,10 @@ def cli_errors():
 
 
 def report(output: str | os.PathLike, summary: RunSummary) -> None:
-    """Print a step's summary and write it beside its output."""
+    """Print a step's summary and write it beside its output; exit 1 when items failed (a rerun retries them)."""
     path = write_summary(output, summary)
     print(json.dumps(summary.as_dict(max_ids=10), indent=1))
     print(f"summary written to {path}", file=sys.stderr)
+    if summary.failed_ids:
+        print(f"error: {len(summary.failed_ids)} items failed; run the same command again to retry them", file=sys.stderr)
+        raise SystemExit(1)

@@ -247,7 +247,7 @@ class TrainArgs:
     lora_rank: int = 64
     lora_alpha: float = 16.0
     lora_dropout: float = 0.1
-    lora_target_modules: str = "all-linear"
+    lora_target_modules: str | list[str] = "all-linear"
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"  # no | bf16 | fp16
     attn_implementation: str | None = None

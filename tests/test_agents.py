@@ -38,7 +38,7 @@ class ScriptedBackend(Backend):
                 return replies.get(stage, replies.get("chat", ""))
         raise AssertionError(f"unscripted prompt: {prompt[:80]}")
 
-    def _generate(self, prompts, max_new_tokens, stop):
+    def _generate(self, prompts, max_new_tokens, stop, add_special_tokens):
         stages = {self._stage(p) for p in prompts}
         assert len(stages) == 1, "one generate call must hold one stage"
         stage = stages.pop()

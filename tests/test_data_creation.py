@@ -251,21 +251,26 @@ def test_validator_cli_counts_problems(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------- demo data, script
 @pytest.fixture(scope="module")
-def tiny_corpus(tmp_path_factory) -> Path:
-    """34 articles of the embedded corpus, as a vital-articles JSON."""
+def tiny_corpus(tmp_path_factory, encoder_dir) -> tuple[Path, Path, str]:
+    """34 articles of the embedded corpus: (vital-articles JSON, psgs_w100 TSV, glob of its embeddings)."""
     from smart.defaults import corpus_json
+    from smart.passages import vital_articles_to_tsv
+    from smart.retriever import embed_passages
 
     corpus = json.loads(Path(corpus_json()).read_text())
-    path = tmp_path_factory.mktemp("corpus") / "corpus.json"
-    path.write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
-    return path
+    folder = tmp_path_factory.mktemp("corpus")
+    (folder / "corpus.json").write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
+    vital_articles_to_tsv(folder / "corpus.json", folder / "psgs.tsv")
+    embed_passages(str(encoder_dir), str(folder / "psgs.tsv"), str(folder / "emb"), progress=False)
+    return folder / "corpus.json", folder / "psgs.tsv", str(folder / "emb" / "*")
 
 
 @pytest.mark.slow
 def test_demo_builder_tiny(tmp_path, tiny_corpus):
     from smart.demo_data import build_demo_data
 
-    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, corpus_json=tiny_corpus)
+    _, passages, embeddings = tiny_corpus  # the articles' metadata comes from the whole embedded corpus
+    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, passages=str(passages), passages_embeddings=embeddings)
     longs = [json.loads(x) for x in (tmp_path / "demo" / "train_long.jsonl").read_text().splitlines()]
     shorts = [json.loads(x) for x in (tmp_path / "demo" / "train_short.jsonl").read_text().splitlines()]
     dev = [json.loads(x) for x in (tmp_path / "demo" / "dev.jsonl").read_text().splitlines()]
@@ -276,26 +281,23 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
     for d in dev:
         assert d["question"] and d["answers"] and len(d["ctxs"]) == 3
         assert set(d["ctxs"][0]) >= {"id", "title", "text", "score"}
+    corpus_titles = {a["title"] for a in json.loads(tiny_corpus[0].read_text()).values()}
     train_titles = {q for r in longs for q in T.parse_long(r["output"])[0].queries}
     dev_titles = {q for x in (tmp_path / "demo" / "work" / "dev_items.jsonl").read_text().splitlines()
                   for q in json.loads(x)["queries"]}
-    assert dev_titles and not train_titles & dev_titles
+    assert dev_titles and not train_titles & dev_titles  # dev articles are disjoint from train
+    assert train_titles | dev_titles <= corpus_titles  # only articles the retriever can find are asked about
     assert not any(r["instruction"].startswith(q + "</eoi>") for r in longs
                    for q in T.parse_long(r["output"])[0].queries)  # a query is never the request itself
 
 
 @pytest.mark.slow
-def test_create_data_script_offline(tmp_path, tiny_corpus, encoder_dir):
-    from smart.passages import vital_articles_to_tsv
-    from smart.retriever import embed_passages
-
-    vital_articles_to_tsv(tiny_corpus, tmp_path / "psgs.tsv")
-    embed_passages(str(encoder_dir), str(tmp_path / "psgs.tsv"), str(tmp_path / "emb"), progress=False)
-    corpus = json.loads(tiny_corpus.read_text())
+def test_create_data_script_offline(tmp_path, tiny_corpus):
+    corpus_path, passages, embeddings = tiny_corpus
+    corpus = json.loads(corpus_path.read_text())
     source = [{"id": i, "question": f"What is {a['title']}?", "answers": [a["title"]]} for i, a in enumerate(corpus.values())]
     write_jsonl(tmp_path / "qa.jsonl", source + [{"id": "bad", "question": "no answer", "answers": []}])
-    env = {**os.environ, "TEACHER": "rule", "PASSAGES": str(tmp_path / "psgs.tsv"), "EMBEDDINGS": str(tmp_path / "emb" / "*"),
-           "PYTHON": sys.executable}
+    env = {**os.environ, "TEACHER": "rule", "PASSAGES": str(passages), "EMBEDDINGS": embeddings, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "qa.jsonl"), "popqa",
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -47,7 +47,7 @@ def ask(teacher: OpenAITeacher, contents: list[str]) -> list:
 
 def test_retries_on_429_500_timeout_and_garbled_then_succeeds():
     faults = {"a": ["429", "500"], "b": ["503", "hang"], "c": ["bad_json"], "d": ["length"]}
-    with StubOpenAI(faults=faults, hang_seconds=5.0) as server:
+    with StubOpenAI(faults=faults, hang_seconds=15.0) as server:
         teacher = OpenAITeacher("stub", base_url=server.url, api_key="test-key", timeout=0.5, backoff_base=0.01,
                                 max_retries=3, concurrency=4)
         start = time.monotonic()
@@ -59,7 +59,7 @@ def test_retries_on_429_500_timeout_and_garbled_then_succeeds():
     assert teacher.stats.retry_reasons == {"RateLimitError": 1, "InternalServerError": 2, "APITimeoutError": 1,
                                            "JSONDecodeError": 1}
     assert server.counts["requests"] == 10 and server.counts["hang"] == 1
-    assert elapsed < 4.0  # the hung request was cut at its 0.5 s timeout, not waited out (5 s)
+    assert elapsed < 10.0  # the hung request was cut at its 0.5 s timeout, not waited out (15 s)
 
 
 def test_gives_up_after_max_retries_and_stops_on_auth_errors():
@@ -78,7 +78,7 @@ def test_concurrency_is_bounded_and_used():
         teacher = OpenAITeacher("stub", base_url=server.url, concurrency=4)
         replies = ask(teacher, [f"m{i}" for i in range(16)])
     assert len(replies) == 16 and all(not isinstance(r, Exception) for r in replies)
-    assert server.max_in_flight == 4
+    assert 1 < server.max_in_flight <= 4
 
 
 def test_step_fails_items_then_rerun_finishes_them(tmp_path):
@@ -141,7 +141,10 @@ def test_local_teacher_runs_the_intent_step_offline(tmp_path, tiny_llama_dir):
 
     write_jsonl(tmp_path / "items.jsonl", items(5))
     teacher = LocalTeacher("hf", str(tiny_llama_dir), batch_size=4, max_tokens=8)
+    batch_sizes, chat = [], teacher.backend.chat
+    teacher.backend.chat = lambda conversations, n: batch_sizes.append(len(conversations)) or chat(conversations, n)
     summary = run_intent(str(tmp_path / "items.jsonl"), str(tmp_path / "intent.jsonl"), teacher, concurrency=4)
     assert summary.written == 5 and summary.teacher["requests"] == 5
+    assert sum(batch_sizes) == 5 and max(batch_sizes) == 4  # concurrent requests were answered as one batch
     rows = [json.loads(line) for line in (tmp_path / "intent.jsonl").read_text().splitlines()]
     assert all(r["queries"] and len(r["queries"]) <= 3 for r in rows)  # a random tiny model: fallbacks are fine

@@ -197,9 +197,11 @@ def test_training_learns_trajectories_and_greedy_decoding_reproduces_them(tmp_pa
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     rows = short_rows()
-    out = training.train(train_args(tiny_llama_dir, write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "out"))
+    out = training.train(train_args(tiny_llama_dir, write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "out",
+                                    with_tracking=True))
     losses = [r["loss"] for r in log_rows(out)]
     assert len(losses) == 40 and losses[-1] < 0.2 * losses[0]
+    assert list((out / "smart_finetune").glob("events.out.tfevents.*"))  # TensorBoard curves
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
     for row in rows:

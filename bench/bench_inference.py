@@ -1,0 +1,89 @@
+"""Inference throughput of the SMART pipeline (questions/s): stage-batched over the whole set vs a per-question
+loop (transformers), and vLLM vs transformers on the stage-batched pipeline (where vLLM is installed).
+
+    python bench/bench_inference.py                       # embedded SmolLM2, questions made from the embedded corpus
+    python bench/bench_inference.py --input_file data/demo/dev.jsonl --n 400 --n_loop 32 --model_name out/smart
+
+Every stage runs to its token limit unless the model writes the stop string, so an untrained model measures the
+worst case. The per-question loop runs on the first --n_loop questions only (it is the slow baseline); rates are
+per question, so they compare. vLLM's start-up time is printed apart and left out of its rate.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+from smart import agents, defaults
+from smart.backends import load_backend, vllm_available
+from smart.tasks import Example, load_examples
+from smart.trajectory import Passage
+
+
+def corpus_questions(n: int, ndocs: int) -> list[Example]:
+    """Demo-like questions: one per passage spread over the embedded corpus, its ctxs that passage and its neighbours."""
+    from smart.passages import PassageStore
+
+    store = PassageStore(defaults.prepare_passages())
+    step = max(1, (len(store) - ndocs) // n)
+    examples = []
+    for i in range(n):
+        rows = [store.get_row(i * step + j) for j in range(ndocs)]
+        question = f"What is {rows[0]['title']} known for?"
+        examples.append(Example(key=str(i), line=i + 1, question=question, instruction=question, input="",
+                                golds=[rows[0]["title"]], passages=[Passage(r["title"], r["text"]) for r in rows],
+                                passage_ids=[r["id"] for r in rows]))
+    return examples
+
+
+def rate(backend, examples: list[Example], limits: agents.Limits, batched: bool) -> float:
+    start = time.perf_counter()
+    if batched:
+        agents.run_smart(backend, examples, agents.static_retrieval, limits)
+    else:
+        for ex in examples:
+            agents.run_smart(backend, [ex], agents.static_retrieval, limits)
+    return len(examples) / (time.perf_counter() - start)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model_name", default=defaults.EMBEDDED)
+    p.add_argument("--input_file", default=None, help="a qa-format file (question/answers/ctxs); default: made from the corpus")
+    p.add_argument("--n", type=int, default=128, help="questions for the stage-batched runs")
+    p.add_argument("--n_loop", type=int, default=16, help="questions for the per-question loop")
+    p.add_argument("--ndocs", type=int, default=3)
+    p.add_argument("--batch_size", type=int, default=16, help="transformers batch size")
+    p.add_argument("--limits", type=int, nargs=3, default=[32, 48, 24], metavar=("INTENT", "LOCATOR", "GENERATOR"),
+                   help="max new tokens per stage")
+    p.add_argument("--skip_vllm", action="store_true")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    examples = (load_examples("qa", args.input_file, args.ndocs, limit=args.n) if args.input_file
+                else corpus_questions(args.n, args.ndocs))
+    limits = agents.Limits(*args.limits)
+    print(f"{len(examples)} questions, {args.ndocs} passages each, stage limits {args.limits}, model {args.model_name}")
+
+    hf = load_backend("hf", args.model_name, batch_size=args.batch_size)
+    loop = rate(hf, examples[:args.n_loop], limits, batched=False)
+    print(f"transformers, per-question loop ({min(args.n_loop, len(examples))} q): {loop:8.2f} questions/s")
+    batched = rate(hf, examples, limits, batched=True)
+    print(f"transformers, stage-batched    ({len(examples)} q): {batched:8.2f} questions/s")
+    print(f"  stage-batched / loop: {batched / loop:.2f}x")
+    hf.close()
+
+    if args.skip_vllm or not vllm_available():
+        print("vLLM: skipped (" + ("--skip_vllm" if args.skip_vllm else "not installed") + ")")
+        return
+    start = time.perf_counter()
+    vllm = load_backend("vllm", args.model_name)
+    print(f"vLLM start-up: {time.perf_counter() - start:.1f} s")
+    fast = rate(vllm, examples, limits, batched=True)
+    print(f"vLLM, stage-batched            ({len(examples)} q): {fast:8.2f} questions/s")
+    print(f"  vLLM / transformers (stage-batched): {fast / batched:.2f}x;  vLLM batched / transformers loop: {fast / loop:.2f}x")
+    vllm.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Print the paper's results table (methods x datasets, with the published SMART numbers) from metrics JSONs.
+
+    python eval/make_table.py results/*.metrics.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from smart.metrics import paper_table
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("metrics_files", nargs="+", help="*.metrics.json written by eval/run_eval.py")
+    args = p.parse_args(argv)
+    runs = []
+    for path in args.metrics_files:
+        try:
+            with open(path, encoding="utf-8") as f:
+                runs.append(json.load(f))
+        except (OSError, json.JSONDecodeError) as e:
+            print(f"error: {path}: {e}", file=sys.stderr)
+            return 2
+    print(paper_table(runs))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
