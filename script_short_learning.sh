@@ -24,6 +24,7 @@ cd "$(dirname "$0")"
 : "${WARMUP_RATIO:=0.03}"
 : "${NUM_EPOCHS:=2}"
 : "${MAX_STEPS:=0}"                              # > 0: stop after this many optimizer steps
+: "${MAX_TRAIN_SAMPLES:=0}"                      # > 0: use only the first N records
 : "${USE_LORA:=1}"                               # 0 = full fine-tuning
 : "${LORA_RANK:=64}"
 : "${LORA_ALPHA:=16}"
@@ -50,6 +51,7 @@ ARGS=(--model_name_or_path "$MODEL" --tokenizer_name "$MODEL" --use_slow_tokeniz
 [ "$USE_LORA" = 1 ] && ARGS+=(--use_lora --lora_rank "$LORA_RANK" --lora_alpha "$LORA_ALPHA" --lora_dropout "$LORA_DROPOUT")
 [ "$PRECISION" != no ] && ARGS+=("--$PRECISION")
 [ "$MAX_STEPS" -gt 0 ] && ARGS+=(--max_train_steps "$MAX_STEPS")
+[ "$MAX_TRAIN_SAMPLES" -gt 0 ] && ARGS+=(--max_train_samples "$MAX_TRAIN_SAMPLES")
 
 if [ "$NUM_GPUS" -gt 0 ]; then
   "$PYTHON" -m accelerate.commands.launch --config_file "$ACCELERATE_CONFIG" --num_machines 1 \

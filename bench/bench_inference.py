@@ -50,11 +50,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model_name", default=defaults.EMBEDDED)
     p.add_argument("--input_file", default=None, help="a qa-format file (question/answers/ctxs); default: made from the corpus")
-    p.add_argument("--n", type=int, default=128, help="questions for the stage-batched runs")
-    p.add_argument("--n_loop", type=int, default=16, help="questions for the per-question loop")
+    p.add_argument("--n", type=int, default=64, help="questions for the stage-batched runs")
+    p.add_argument("--n_loop", type=int, default=8, help="questions for the per-question loop")
     p.add_argument("--ndocs", type=int, default=3)
     p.add_argument("--batch_size", type=int, default=16, help="transformers batch size")
-    p.add_argument("--limits", type=int, nargs=3, default=[32, 48, 24], metavar=("INTENT", "LOCATOR", "GENERATOR"),
+    p.add_argument("--limits", type=int, nargs=3, default=[24, 32, 16], metavar=("INTENT", "LOCATOR", "GENERATOR"),
                    help="max new tokens per stage")
     p.add_argument("--skip_vllm", action="store_true")
     args = p.parse_args()

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -35,12 +37,18 @@ def main() -> None:
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
     try:
-        measure(args, url)
+        n = measure(args, url)
     finally:
         server.kill()
+        server.wait()
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(f"server process CPU: {1000 * (usage.ru_utime + usage.ru_stime) / n:.1f} ms per request "
+          f"({os.cpu_count()} cores here, load average {os.getloadavg()[0]:.1f})")
 
 
-def measure(args: argparse.Namespace, url: str) -> None:
+def measure(args: argparse.Namespace, url: str) -> int:
+    """Print one row per concurrency level; returns the number of items run in all."""
+    total = 0
     with tempfile.TemporaryDirectory() as tmp:
         for c in args.concurrency:
             n = args.rounds * c
@@ -52,8 +60,10 @@ def measure(args: argparse.Namespace, url: str) -> None:
             summary = run_intent(str(src), str(out), teacher, concurrency=c)
             seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
             assert summary.written == n, summary.as_dict()
+            total += n
             rate, bound = n / seconds, c / args.latency
             print(f"{c:>11} {n:>6} {seconds:>8.2f} {rate:>8.1f} {bound:>8.1f} {rate / bound:>6.2f} {1000 * cpu / n:>19.1f}")
+    return total
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 """Training throughput: padding-free packing vs plain per-batch padding, same model, examples, order and batch size.
 
 Prints real (non-padding) tokens/s, the share of computed tokens that are real, seconds per step and the peak RSS
-of each mode (each runs in its own forked process). A third mode, `single` (one example per micro-batch: neither
+of each mode (each runs in its own process). An optional third mode (--modes padded,packed,single), `single` (one example per micro-batch: neither
 padding nor packing), shows the CPU trade-off: packed rows pay attention over the whole row (masked blocks
 included, (B*L)^2) on sdpa/eager, where flash-attention's varlen kernel (GPU) pays only per example.
 Trajectories: --data FILE, else data/demo/train_long.jsonl when present, else synthetic long trajectories rendered
@@ -18,7 +18,6 @@ import multiprocessing
 import random
 import resource
 import time
-from pathlib import Path
 
 import torch
 
@@ -50,8 +49,24 @@ def synthetic_examples(n: int, seed: int) -> list[training.Example]:
     return examples
 
 
-def run(model, optimizer, batches: list[dict], results) -> None:
-    """Time the optimizer steps; put (seconds, real tokens, computed tokens, peak RSS MiB) on `results`."""
+def measure(args: argparse.Namespace, mode: str, results) -> None:
+    """In a fresh process: set up model, LoRA and batches, time one mode's optimizer steps, report on `results`."""
+    torch.manual_seed(args.seed)
+    data = args.data or (DEMO if DEMO.exists() else None)
+    examples = training.load_examples(data, args.n_examples) if data else synthetic_examples(args.n_examples, args.seed)
+    model, tokenizer = training.load_model_and_tokenizer(args.model, use_special_tokens=True)
+    features, dropped = training.encode_all(examples, tokenizer, args.max_seq_length)
+    random.Random(args.seed).shuffle(features)
+    model = training.apply_lora(model, tokenizer, args.lora_rank, 2 * args.lora_rank, 0.0, "all-linear", True).train()
+    optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    groups = [features[i:i + args.batch_size] for i in range(0, len(features), args.batch_size)]
+    batches = {"padded": lambda: [training.collate_padded(g, pad) for g in groups],
+               "packed": lambda: [training.collate_packed(g) for g in groups],
+               "single": lambda: [training.collate_packed([f]) for f in features]}[mode]()
+    loss, _ = training.lm_loss(model, training.collate_packed(features[:1]))  # warm-up step, untimed
+    loss.backward()
+    optimizer.zero_grad()
     seconds, real, computed = 0.0, 0, 0
     for batch in batches:
         start = time.perf_counter()
@@ -62,7 +77,11 @@ def run(model, optimizer, batches: list[dict], results) -> None:
         seconds += time.perf_counter() - start
         real += int((batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()))
         computed += batch["input_ids"].numel()
-    results.put((seconds, real, computed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024))
+    lengths = [len(f["input_ids"]) for f in features]
+    results.put({"data": str(data or "synthetic long trajectories"), "n": len(features), "dropped": dropped,
+                 "lengths": (min(lengths), sum(lengths) / len(lengths), max(lengths)), "steps": len(batches),
+                 "seconds": seconds, "real": real, "computed": computed,
+                 "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
 def main() -> None:
@@ -71,48 +90,31 @@ def main() -> None:
     p.add_argument("--data", default=None, help="trajectory file (default: demo data, else synthetic)")
     p.add_argument("--n_examples", type=int, default=8)
     p.add_argument("--batch_size", type=int, default=4)
-    p.add_argument("--max_seq_length", type=int, default=1024)
+    p.add_argument("--max_seq_length", type=int, default=512)
     p.add_argument("--lora_rank", type=int, default=16)
-    p.add_argument("--modes", default="padded,packed,single", help="comma-separated: padded, packed, single")
+    p.add_argument("--modes", default="padded,packed", help="comma-separated: padded, packed, single")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
 
-    data = args.data or (DEMO if DEMO.exists() else None)
-    examples = training.load_examples(data, args.n_examples) if data else synthetic_examples(args.n_examples, args.seed)
-    model, tokenizer = training.load_model_and_tokenizer(args.model, use_special_tokens=True)
-    features, dropped = training.encode_all(examples, tokenizer, args.max_seq_length)
-    random.Random(args.seed).shuffle(features)
-    lengths = [len(f["input_ids"]) for f in features]
-    print(f"data: {data or 'synthetic long trajectories'}; {len(features)} examples ({dropped} dropped), "
-          f"tokens/example min {min(lengths)} mean {sum(lengths) / len(lengths):.0f} max {max(lengths)}; "
-          f"batch {args.batch_size}; torch threads {torch.get_num_threads()}")
-    model = training.apply_lora(model, tokenizer, args.lora_rank, 2 * args.lora_rank, 0.0, "all-linear", True)
-    model.train()
-    optimizer = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-4)
-    groups = [features[i:i + args.batch_size] for i in range(0, len(features), args.batch_size)]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    loss, _ = training.lm_loss(model, training.collate_packed(features[:1]))  # warm-up step, untimed
-    loss.backward()
-    optimizer.zero_grad()
-    modes = {"padded": [training.collate_padded(g, pad) for g in groups],
-             "packed": [training.collate_packed(g) for g in groups],
-             "single": [training.collate_packed([f]) for f in features]}
-
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # a fresh process per mode: its own peak RSS, no fork+OpenMP hang
     speed = {}
-    for name in args.modes.split(","):
+    for k, mode in enumerate(args.modes.split(",")):
         results = context.Queue()
-        child = context.Process(target=run, args=(model, optimizer, modes[name], results))
+        child = context.Process(target=measure, args=(args, mode, results))
         child.start()
-        seconds, real, computed, rss = results.get()
+        r = results.get()
         child.join()
-        speed[name] = real / seconds
-        print(f"{name:>7}: {real / seconds:7.1f} real tokens/s  {computed / seconds:7.1f} computed tokens/s  "
-              f"real share {real / computed:6.1%}  {seconds / len(modes[name]):6.2f} s/step  peak RSS {rss:,.0f} MiB")
-    if {"packed", "padded"} <= speed.keys():
-        print(f"packed vs padded (real tokens/s): {speed['packed'] / speed['padded']:.2f}x")
-    if {"single", "padded"} <= speed.keys():
-        print(f"single vs padded (real tokens/s): {speed['single'] / speed['padded']:.2f}x")
+        if k == 0:
+            print(f"data: {r['data']}; {r['n']} examples ({r['dropped']} dropped), tokens/example min {r['lengths'][0]} "
+                  f"mean {r['lengths'][1]:.0f} max {r['lengths'][2]}; batch {args.batch_size}; "
+                  f"LoRA r={args.lora_rank} all linear, fp32; torch threads {torch.get_num_threads()}")
+        speed[mode] = r["real"] / r["seconds"]
+        print(f"{mode:>7}: {speed[mode]:7.1f} real tokens/s  {r['computed'] / r['seconds']:7.1f} computed tokens/s  "
+              f"real share {r['real'] / r['computed']:6.1%}  {r['seconds'] / r['steps']:6.2f} s/step  "
+              f"peak RSS {r['rss']:,.0f} MiB")
+    for mode in ("packed", "single"):
+        if {mode, "padded"} <= speed.keys():
+            print(f"{mode} vs padded (real tokens/s): {speed[mode] / speed['padded']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Evaluate SMART or a baseline on one of the paper's datasets (zero-shot, greedy).
+r"""Evaluate SMART or a baseline on one of the paper's datasets (zero-shot, greedy).
 
     python eval/run_eval.py --task popqa --input_file eval_data/popqa_longtail_w_gs.jsonl \
         --model_name out/smart_llama2_7b --method smart --ndocs 3 --output_file results/popqa_smart.jsonl

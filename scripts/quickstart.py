@@ -46,19 +46,22 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     epochs2 = env("STAGE2_EPOCHS", "1" if quick else "2")
     max_steps = env("MAX_STEPS", "0")
     backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
-    passages = data / "psgs_w100_embedded.tsv"
-    embeddings = data / "embeddings"
+    passages, corpus, embeddings = defaults.passages_tsv(), defaults.corpus_json(), defaults.embeddings_dir()
     if max_articles:
         passages = data / f"psgs_w100_{max_articles}_articles.tsv"
+        corpus = data / f"vital_articles_{max_articles}.json"
         embeddings = data / f"embeddings_{max_articles}_articles"
     demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else ""))
     stage1, stage2 = run / "stage1", run / "stage2"
     llm = str(defaults.llm_dir())
-    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "MAX_STEPS": max_steps}
+    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "8"),
+                 "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
+                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "MAX_SEQ_LENGTH": "1024"}
+    step_cap = ["--max_train_steps", max_steps] if int(max_steps) else []
     evals = [("smart", stage2 / "merged", "smart"), ("no_retrieval", llm, "no_retrieval"), ("vanilla_rag", llm, "vanilla_rag")]
     prepare = [PY, "scripts/prepare_embedded.py"]
     if max_articles:
-        prepare += ["--max_articles", str(max_articles), "--subset_out", str(passages)]
+        prepare += ["--max_articles", str(max_articles), "--subset_json", str(corpus), "--subset_tsv", str(passages)]
     stages = [
         Stage("prepare", prepare, [passages, defaults.llm_dir() / "config.json"]),
         Stage("embed", [PY, "multi_agent/generate_passage_embeddings.py", "--model_name_or_path", "embedded",
@@ -67,14 +70,15 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
                                    "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*",
                                    "--data", "scripts/sample_questions.jsonl", "--output_dir", str(run / "retrieval"),
                                    "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
-        Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--passages", str(passages),
-                            "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
+        Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
+                            "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
                             "--n_train", n_train, "--n_dev", n_dev], [demo / "dev.jsonl"], ["embed"]),
-        Stage("stage1", ["bash", "script_short_learning.sh"], [stage1 / "merged" / "config.json"], ["demo_data"],
-              {**train_env, "TRAIN_FILE": str(demo / "train_short.jsonl"), "OUTPUT_DIR": str(stage1)}),
-        Stage("stage2", ["bash", "script_long_learning.sh"], [stage2 / "merged" / "config.json"], ["stage1"],
-              {**train_env, "NUM_EPOCHS": epochs2, "MODEL": str(stage1 / "merged"),
-               "TRAIN_FILE": str(demo / "train_long.jsonl"), "OUTPUT_DIR": str(stage2)}),
+        Stage("stage1", ["bash", "script_short_learning.sh", *step_cap], [stage1 / "merged" / "config.json"], ["demo_data"],
+              {**train_env, "TRAIN_FILE": str(demo / "train_short.jsonl"), "OUTPUT_DIR": str(stage1 / "adapter"),
+               "MERGED_DIR": str(stage1 / "merged")}),
+        Stage("stage2", ["bash", "script_long_learning.sh", *step_cap], [stage2 / "merged" / "config.json"], ["stage1"],
+              {**train_env, "NUM_EPOCHS": epochs2, "MODEL": str(stage1 / "merged"), "TRAIN_FILE": str(demo / "train_long.jsonl"),
+               "OUTPUT_DIR": str(stage2 / "adapter"), "MERGED_DIR": str(stage2 / "merged")}),
     ]
     for name, model, method in evals:
         out = run / "eval" / f"{name}.jsonl"

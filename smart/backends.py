@@ -110,11 +110,12 @@ class Backend:
     def chat(self, conversations: list[list[dict]], max_new_tokens: int, stop: list[str] | None = None) -> list[str]:
         """Greedy replies to chat conversations rendered with the model's chat template (a plain
         `Role: content` transcript for models without one)."""
-        if getattr(self.tokenizer, "chat_template", None):
+        templated = bool(getattr(self.tokenizer, "chat_template", None))
+        if templated:
             prompts = [self.tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]
         else:  # a base model: a plain transcript
             prompts = ["".join(f"{m['role'].capitalize()}: {m['content']}\n\n" for m in c) + "Assistant:" for c in conversations]
-        return self.generate(prompts, max_new_tokens, stop, add_special_tokens=False)
+        return self.generate(prompts, max_new_tokens, stop, add_special_tokens=not templated)
 
     def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:
         raise NotImplementedError
@@ -211,7 +212,7 @@ class HFBackend(Backend):
     def close(self) -> None:
         import gc
 
-        del self.model
+        self.model = None
         gc.collect()
 
 
@@ -274,7 +275,7 @@ class VLLMBackend(Backend):
     def close(self) -> None:
         import gc
 
-        del self.llm
+        self.llm = None
         gc.collect()
 
 

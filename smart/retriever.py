@@ -1,6 +1,8 @@
 """Retrieval: embed a passage TSV into shard files (resumable), then encoder + FAISS index + passages -> ctxs."""
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -54,6 +56,18 @@ def _model_stamp(model: str) -> str:
     return ";".join(_file_stamp(p) for p in sorted(folder.iterdir()) if p.is_file())
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: Path):
+    """An advisory lock (flock) held for the block; released by the OS if the process dies."""
+    with open(lock_path, "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("waiting for another process holding %s", lock_path)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def embed_passages(model_name_or_path: str, passages: str, output_dir: str, shard_id: int = 0, num_shards: int = 1,
                    batch_size: int = 64, passage_maxlength: int = 256, text: TextOptions | None = None,
                    chunk_size: int = 2000, prefix: str = "passages", device: str | None = None,
@@ -73,45 +87,47 @@ def embed_passages(model_name_or_path: str, passages: str, output_dir: str, shar
     device = device or default_device()
     dtype = resolve_dtype(dtype, device)
     config = dict(model=_model_stamp(model_name_or_path), passages=_file_stamp(store.path, hash_below=256 * 2**20),
-                  shard_id=shard_id, num_shards=num_shards, passage_maxlength=passage_maxlength, dtype=dtype, chunk_size=chunk_size,
-                  **asdict(text))
-    done_meta = out_dir / f".{out.stem}.meta.json"
-    if out.exists() and ids_path(out).exists() and done_meta.exists() and json.loads(done_meta.read_text()) == config:
-        log.info("%s is up to date", out)
-        return out
+                  shard_id=shard_id, num_shards=num_shards, passage_maxlength=passage_maxlength, dtype=dtype,
+                  chunk_size=chunk_size, **asdict(text))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with _exclusive(out_dir / f".{out.stem}.lock"):  # another process embedding the same shard: wait, then reuse
+        done_meta = out_dir / f".{out.stem}.meta.json"
+        if out.exists() and ids_path(out).exists() and done_meta.exists() and json.loads(done_meta.read_text()) == config:
+            log.info("%s is up to date", out)
+            return out
 
-    for stale in (ids_path(out), out, done_meta):  # ids first: without them a shard never loads
-        stale.unlink(missing_ok=True)
-    partial = out_dir / f".{out.stem}.partial"
-    if partial.exists() and (not (partial / "meta.json").exists()
-                             or json.loads((partial / "meta.json").read_text()) != config):
-        log.info("inputs changed since %s was started: starting over", partial)
+        for stale in (ids_path(out), out, done_meta):  # ids first: without them a shard never loads
+            stale.unlink(missing_ok=True)
+        partial = out_dir / f".{out.stem}.partial"
+        if partial.exists() and (not (partial / "meta.json").exists()
+                                 or json.loads((partial / "meta.json").read_text()) != config):
+            log.info("inputs changed since %s was started: starting over", partial)
+            shutil.rmtree(partial)
+        partial.mkdir(parents=True, exist_ok=True)
+        with atomic_write(partial / "meta.json") as f:
+            json.dump(config, f)
+
+        chunks = [(partial / f"chunk_{number:06d}.npy", lo, min(lo + chunk_size, end))
+                  for number, lo in enumerate(range(start, end, chunk_size))]
+        todo = [c for c in chunks if not c[0].exists()]
+        if todo:
+            log.info("embedding rows %d..%d of %s with %s", todo[0][1], end, passages, model_name_or_path)
+            encoder = Encoder(model_name_or_path, device=device, max_length=passage_maxlength, dtype=dtype)
+            done = sum(hi - lo for path, lo, hi in chunks if path.exists())
+            with tqdm(total=end - start, initial=done, unit="passage", desc=out.name, disable=not progress) as bar:
+                for chunk_file, lo, hi in todo:
+                    texts = [prepare_text(p["text"], None if text.no_title else p["title"], text.lowercase,
+                                          text.normalize_text) for p in store.iter_rows(lo, hi)]
+                    embeddings = encoder.encode(texts, batch_size=batch_size, progress=bar)
+                    with atomic_write(chunk_file, "wb") as f:
+                        np.save(f, embeddings)
+        chunk_files = [path for path, _, _ in chunks]
+        save_shard(out, store.ids_between(start, end), [np.load(c, mmap_mode="r") for c in chunk_files])
+        with atomic_write(done_meta) as f:
+            json.dump(config, f)
         shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    with atomic_write(partial / "meta.json") as f:
-        json.dump(config, f)
-
-    chunks = [(partial / f"chunk_{number:06d}.npy", lo, min(lo + chunk_size, end))
-              for number, lo in enumerate(range(start, end, chunk_size))]
-    todo = [c for c in chunks if not c[0].exists()]
-    if todo:
-        log.info("embedding rows %d..%d of %s with %s", todo[0][1], end, passages, model_name_or_path)
-        encoder = Encoder(model_name_or_path, device=device, max_length=passage_maxlength, dtype=dtype)
-        done = sum(hi - lo for path, lo, hi in chunks if path.exists())
-        with tqdm(total=end - start, initial=done, unit="passage", desc=out.name, disable=not progress) as bar:
-            for chunk_file, lo, hi in todo:
-                texts = [prepare_text(p["text"], None if text.no_title else p["title"], text.lowercase,
-                                      text.normalize_text) for p in store.iter_rows(lo, hi)]
-                embeddings = encoder.encode(texts, batch_size=batch_size, progress=bar)
-                with atomic_write(chunk_file, "wb") as f:
-                    np.save(f, embeddings)
-    chunk_files = [path for path, _, _ in chunks]
-    save_shard(out, store.ids_between(start, end), [np.load(c, mmap_mode="r") for c in chunk_files])
-    with atomic_write(done_meta) as f:
-        json.dump(config, f)
-    shutil.rmtree(partial)
-    log.info("wrote %s (%d passages)", out, end - start)
-    return out
+        log.info("wrote %s (%d passages)", out, end - start)
+        return out
 
 
 class Retriever:

@@ -60,19 +60,16 @@ class OpenAITeacher:
     def __init__(self, model_name: str, concurrency: int = 8, timeout: float = 60.0, max_retries: int = 6,
                  backoff_base: float = 1.0, backoff_max: float = 60.0, max_tokens: int = 512,
                  base_url: str | None = None, api_key: str | None = None):
-        import httpx
         import openai
 
         self.model_name, self.timeout, self.max_retries = model_name, timeout, max_retries
         self.backoff_base, self.backoff_max, self.max_tokens = backoff_base, backoff_max, max_tokens
         self.stats = TeacherStats()
         self._limit = asyncio.Semaphore(concurrency)
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
         self._client = openai.AsyncOpenAI(
             base_url=base_url or os.environ.get("OPENAI_BASE_URL") or None,
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",  # local servers need none
-            max_retries=0, timeout=timeout,
-            http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=timeout),
+            max_retries=0, timeout=timeout,  # retries are ours: counted, jittered, bounded by the semaphore
         )
         self._retryable = (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
                            openai.APIConnectionError, openai.APIResponseValidationError, asyncio.TimeoutError,
@@ -90,7 +87,8 @@ class OpenAITeacher:
         return delay
 
     async def chat(self, messages: list[dict]) -> Reply:
-        for attempt in range(self.max_retries + 1):
+        attempt = 0
+        while True:
             try:
                 async with self._limit:
                     self.stats.requests += 1
@@ -107,6 +105,7 @@ class OpenAITeacher:
                 self.stats.retries += 1
                 self.stats.retry_reasons[type(e).__name__] += 1
                 await asyncio.sleep(self._delay(attempt, e))
+                attempt += 1
                 continue
             except self._status_error as e:  # 400 and other client errors: retrying cannot help
                 self.stats.failures += 1
@@ -114,7 +113,6 @@ class OpenAITeacher:
             choice = response.choices[0] if response.choices else None
             text = (choice.message.content or "") if choice else ""
             return Reply(text=text, truncated=bool(choice and choice.finish_reason == "length"))
-        raise AssertionError("unreachable")
 
     async def aclose(self) -> None:
         await self._client.close()

@@ -144,10 +144,9 @@ def test_modular_agents_parse_and_fall_back(examples):
     assert "Facts:" not in backend.calls[2][1][1]  # no facts: the generator gets the request alone
 
 
-@pytest.mark.slow
-def test_static_and_live_retrieval_give_the_same_passages(tmp_path, encoder_dir, examples):
-    """An index holding exactly the items' ctxs: live search for each question returns the item's own ctxs."""
-    from smart.retriever import Retriever, embed_passages
+def index_of_ctxs(tmp_path: Path, encoder_dir, examples) -> tuple[Path, Path]:
+    """A psgs_w100-format TSV holding exactly the examples' ctxs, and its embeddings shard."""
+    from smart.retriever import embed_passages
 
     tsv = tmp_path / "psgs.tsv"
     with open(tsv, "w", newline="", encoding="utf-8") as f:
@@ -156,7 +155,15 @@ def test_static_and_live_retrieval_give_the_same_passages(tmp_path, encoder_dir,
         for ex in examples:
             for pid, p in zip(ex.passage_ids, ex.passages):
                 w.writerow([pid, p.text, p.title])
-    shard = embed_passages(str(encoder_dir), str(tsv), str(tmp_path / "emb"), progress=False)
+    return tsv, embed_passages(str(encoder_dir), str(tsv), str(tmp_path / "emb"), progress=False)
+
+
+@pytest.mark.slow
+def test_static_and_live_retrieval_give_the_same_passages(tmp_path, encoder_dir, examples):
+    """An index holding exactly the items' ctxs: live search for each question returns the item's own ctxs."""
+    from smart.retriever import Retriever
+
+    tsv, shard = index_of_ctxs(tmp_path, encoder_dir, examples)
     live = agents.LiveRetrieval(Retriever.from_paths(str(encoder_dir), str(tsv), str(shard)), k=3)
     backend = ScriptedBackend({ex.question: {**good(ex.question), "intent": f"Search({ex.question})</eor>"}
                                for ex in examples})

@@ -134,3 +134,22 @@ def test_cli_help_and_unknown_task():
     done = subprocess.run([sys.executable, str(REPO / "eval" / "run_eval.py"), "--task", "nq", "--input_file", "x",
                            "--output_file", "y"], capture_output=True, text=True)
     assert done.returncode == 2 and "invalid choice: 'nq'" in done.stderr
+
+
+@pytest.mark.slow
+def test_live_retrieval_from_the_cli(tmp_path, tiny_llama_dir, encoder_dir):
+    """--retrieval live searches an index (here: the items' own ctxs) per reconstructed query."""
+    from test_agents import index_of_ctxs
+
+    from smart.tasks import load_examples
+
+    examples = load_examples("qa", FIXTURES / "qa.jsonl", ndocs=3)
+    tsv, shard = index_of_ctxs(tmp_path, encoder_dir, examples)
+    code, out = run(tmp_path, tiny_llama_dir, "qa", "smart", "live.jsonl", "--retrieval", "live", "--passages",
+                    str(tsv), "--passages_embeddings", str(shard), "--retriever_model", str(encoder_dir))
+    assert code == 0
+    all_ids = {pid for ex in examples for pid in ex.passage_ids}
+    for r in iter_jsonl(out):
+        row = r[1]
+        assert 3 <= len(row["passages"]) <= 3 * len(row["queries"]) and {p["id"] for p in row["passages"]} <= all_ids
+    assert metrics_of(out)["settings"]["retrieval"] == "live"

@@ -7,6 +7,7 @@ import runpy
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +144,16 @@ def test_embedding_resumes_after_a_kill(tiny_bert_dir, small_tsv, tmp_path, monk
     embed_passages(tiny_bert_dir, str(tsv), str(tmp_path / "a"), chunk_size=50, progress=False,
                    text=TextOptions(lowercase=True))
     assert len(calls) > 0  # changed options: recomputed
+
+
+def test_concurrent_runs_embed_once(tiny_bert_dir, small_tsv, tmp_path, monkeypatch):
+    calls = []
+    real_encode = encoder_module.Encoder.encode
+    monkeypatch.setattr(encoder_module.Encoder, "encode", lambda self, texts, **kw: calls.append(1) or real_encode(self, texts, **kw))
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(lambda _: embed_passages(tiny_bert_dir, str(small_tsv), str(tmp_path), chunk_size=100,
+                                                      progress=False), range(2)))
+    assert outs[0] == outs[1] and len(calls) == -(-len(PassageStore(small_tsv)) // 100)  # each chunk once
 
 
 def test_mismatched_embeddings_are_refused(small_index, small_tsv, tiny_bert_dir, encoder_dir, tmp_path):

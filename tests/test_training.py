@@ -245,3 +245,20 @@ def test_accelerate_launch_two_cpu_processes(tmp_path, tiny_llama_dir):
     assert run.returncode == 0, run.stderr[-3000:]
     assert [r["step"] for r in log_rows(out)] == [1, 2, 3]
     assert (out / "adapter_model.safetensors").exists() and (out / "tokenizer.json").exists()
+
+
+@pytest.mark.slow
+def test_two_stage_scripts_on_cpu(tmp_path, tiny_llama_dir):
+    """script_short_learning.sh then script_long_learning.sh (from stage 1's merged model), one step each."""
+    data = write_jsonl(tmp_path / "t.jsonl", short_rows())
+    env = {**os.environ, "NUM_GPUS": "0", "TRAIN_FILE": str(data), "TOTAL_BATCH_SIZE": "2", "BATCH_SIZE_PER_GPU": "2",
+           "LORA_RANK": "4", "MAX_STEPS": "1", "MAX_SEQ_LENGTH": "256"}
+    stage1, stage2 = tmp_path / "stage1", tmp_path / "stage2"
+    for script, model, out in [("script_short_learning.sh", tiny_llama_dir, stage1),
+                               ("script_long_learning.sh", stage1 / "merged", stage2)]:
+        run = subprocess.run(["bash", str(REPO / script)], capture_output=True, text=True,
+                             env={**env, "MODEL": str(model), "OUTPUT_DIR": str(out)})
+        assert run.returncode == 0, run.stderr[-3000:]
+        assert [r["step"] for r in log_rows(out)] == [1]
+        assert (out / "merged" / "config.json").exists() and (out / "merged" / "tokenizer.json").exists()
+    assert json.loads((stage2 / "adapter_config.json").read_text())["base_model_name_or_path"] == str(stage1 / "merged")
