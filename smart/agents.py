@@ -25,6 +25,7 @@ instruct model, no fine-tuning: the paper's multi-agent baseline).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Callable
 
@@ -217,5 +218,9 @@ RUNNERS: dict[str, Callable[[Backend, list[Example], Retrieve, Limits], list[dic
 
 
 def run(method: str, backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:
-    """Predictions of `method` for `examples` (one record per example, same order)."""
-    return RUNNERS[method](backend, examples, retrieve, limits) if examples else []
+    """Predictions of `method` for `examples` (one record per example, same order); logs the fallbacks taken."""
+    rows = RUNNERS[method](backend, examples, retrieve, limits) if examples else []
+    taken = Counter(f for row in rows for f in row["fallbacks"])
+    if taken:
+        log.warning("%s: fallbacks on %d examples: %s", method, len(examples), dict(taken))
+    return rows
