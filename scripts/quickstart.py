@@ -56,8 +56,8 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "8"),
                  "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
-                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "MAX_SEQ_LENGTH": "1024"}
-    step_cap = ["--max_train_steps", max_steps] if int(max_steps) else []
+                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "MAX_SEQ_LENGTH": "1024",
+                 "MAX_STEPS": max_steps}
     evals = [("smart", stage2 / "merged", "smart"), ("no_retrieval", llm, "no_retrieval"), ("vanilla_rag", llm, "vanilla_rag")]
     prepare = [PY, "scripts/prepare_embedded.py"]
     if max_articles:
@@ -73,10 +73,10 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
         Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
                             "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
                             "--n_train", n_train, "--n_dev", n_dev], [demo / "dev.jsonl"], ["embed"]),
-        Stage("stage1", ["bash", "script_short_learning.sh", *step_cap], [stage1 / "merged" / "config.json"], ["demo_data"],
+        Stage("stage1", ["bash", "script_short_learning.sh"], [stage1 / "merged" / "config.json"], ["demo_data"],
               {**train_env, "TRAIN_FILE": str(demo / "train_short.jsonl"), "OUTPUT_DIR": str(stage1 / "adapter"),
                "MERGED_DIR": str(stage1 / "merged")}),
-        Stage("stage2", ["bash", "script_long_learning.sh", *step_cap], [stage2 / "merged" / "config.json"], ["stage1"],
+        Stage("stage2", ["bash", "script_long_learning.sh"], [stage2 / "merged" / "config.json"], ["stage1"],
               {**train_env, "NUM_EPOCHS": epochs2, "MODEL": str(stage1 / "merged"), "TRAIN_FILE": str(demo / "train_long.jsonl"),
                "OUTPUT_DIR": str(stage2 / "adapter"), "MERGED_DIR": str(stage2 / "merged")}),
     ]
