@@ -78,6 +78,25 @@ def _record(ex: Example, method: str, **fields) -> dict:
     return row
 
 
+def _intent_rows(examples: list[Example], outputs: list[str], method: str, chat: bool = False
+                 ) -> tuple[list[dict], list[list[str]]]:
+    """One record per example with its parsed queries; the bare question when none parse (intent fallback).
+
+    A chat reply ends without the `</eor>` stop string, so with `chat` its absence is no problem.
+    """
+    rows, query_lists = [], []
+    for ex, out in zip(examples, outputs):
+        queries, problems = tj.parse_intent(out + (tj.EOR if chat and tj.EOR not in out else ""))
+        row = _record(ex, method, intent_output=out, problems=problems)
+        if not queries:
+            row["fallbacks"].append("intent")
+            queries = [ex.question]
+        row["queries"] = queries
+        rows.append(row)
+        query_lists.append(queries)
+    return rows, query_lists
+
+
 def _answer_of(text: str, row: dict) -> None:
     """Parse generator output into row (answer, citations), taking the generator fallback when it is broken."""
     answer, citations, problems = tj.parse_answer(text)
@@ -92,16 +111,7 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
     """The trained model as all four agents (see the module docstring)."""
     prompts = [tj.format_prompt(ex.instruction, ex.input) for ex in examples]
     intents = backend.generate([p + tj.RECONSTRUCTOR for p in prompts], limits.intent, stop=[tj.EOR])
-    rows, query_lists = [], []
-    for ex, out in zip(examples, intents):
-        queries, problems = tj.parse_intent(out)
-        row = _record(ex, "smart", intent_output=out, problems=problems)
-        if not queries:
-            row["fallbacks"].append("intent")
-            queries = [ex.question]
-        row["queries"] = queries
-        rows.append(row)
-        query_lists.append(queries)
+    rows, query_lists = _intent_rows(examples, intents, "smart")
 
     hits = retrieve(examples, query_lists)
     contexts = []
@@ -173,16 +183,7 @@ def run_modular(backend: Backend, examples: list[Example], retrieve: Retrieve, l
     """Each agent a separately prompted chat call of an instruct model (no fine-tuning), stage by stage."""
     replies = backend.chat([[{"role": "user", "content": RECONSTRUCTOR_PROMPT.format(request=ex.request)}]
                             for ex in examples], limits.intent)
-    rows, query_lists = [], []
-    for ex, reply in zip(examples, replies):
-        queries, problems = tj.parse_intent(reply + ("" if tj.EOR in reply else tj.EOR))
-        row = _record(ex, "modular", intent_output=reply, problems=problems)
-        if not queries:
-            row["fallbacks"].append("intent")
-            queries = [ex.question]
-        row["queries"] = queries
-        rows.append(row)
-        query_lists.append(queries)
+    rows, query_lists = _intent_rows(examples, replies, "modular", chat=True)
 
     hits = retrieve(examples, query_lists)
     with_passages = [i for i, h in enumerate(hits) if h]
