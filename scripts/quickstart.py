@@ -39,11 +39,11 @@ def env(name: str, default: str) -> str:
 def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     """The stages, in order, and the settings they were built from (sizes read from the environment)."""
     quick = env("QUICK", "0") == "1"
-    max_articles = int(env("MAX_ARTICLES", "0"))
-    n_train = env("N_TRAIN", "120" if quick else "400")
-    n_dev = env("N_DEV", "40" if quick else "150")
-    epochs1 = env("STAGE1_EPOCHS", "1" if quick else "2")
-    epochs2 = env("STAGE2_EPOCHS", "1" if quick else "2")
+    max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
+    n_train = env("N_TRAIN", "40" if quick else "100")
+    n_dev = env("N_DEV", "30" if quick else "100")
+    epochs1 = env("STAGE1_EPOCHS", "1")
+    epochs2 = env("STAGE2_EPOCHS", "1")
     max_steps = env("MAX_STEPS", "0")
     backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
     passages, corpus, embeddings = defaults.passages_tsv(), defaults.corpus_json(), defaults.embeddings_dir()

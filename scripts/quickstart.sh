@@ -3,9 +3,9 @@
 # -> stage 2 (long) -> evaluate SMART vs baselines -> report. Every stage is cached; rerun to resume.
 #
 # Sizes (environment variables; defaults finish in about 20 minutes on 2 CPU cores, QUICK=1 in a few):
-#   QUICK=1          small preset (N_TRAIN=120 N_DEV=40, one epoch per stage)
-#   N_TRAIN, N_DEV   demo questions for training / evaluation (default 400 / 150)
-#   STAGE1_EPOCHS, STAGE2_EPOCHS (default 2 each, as in the paper), MAX_STEPS (0 = no cap)
+#   QUICK=1          small preset (N_TRAIN=40 N_DEV=30 MAX_ARTICLES=2000)
+#   N_TRAIN, N_DEV   demo questions for training / evaluation (default 100 / 100)
+#   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
 #   MAX_ARTICLES     use the passages of only this many articles (0 = the whole ~12k-passage corpus)
 #   NO_VLLM=1        evaluate with transformers instead of vLLM (and do not install vLLM)
 #   RUN_DIR          where runs go (default runs/quickstart); SMART_DATA: prepared data (default data/)

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from smart.io import atomic_write, iter_jsonl
+from smart.tasks import TASKS
 
 TRAINING_LOG = "training_log.jsonl"
 METHOD_NAMES = {"smart": "SMART (trained, 4 agents)", "no_retrieval": "Backbone, no retrieval",
@@ -36,17 +37,18 @@ def eval_metrics(run: Path) -> list[dict]:
     for path in sorted((run / "eval").glob("*.metrics.json")):
         m = json.loads(path.read_text())
         m["name"] = path.name.removesuffix(".metrics.json")
+        m["metric"] = TASKS[m["task"]].metric if m.get("task") in TASKS else ""
         rows.append(m)
     order = list(METHOD_NAMES)
     return sorted(rows, key=lambda m: order.index(m["name"]) if m["name"] in order else len(order))
 
 
 def results_table(metrics: list[dict]) -> str:
-    lines = ["| method | metric | score | n | fallbacks |", "|---|---|---:|---:|---:|"]
+    lines = ["| method | metric | score (%) | n | fallbacks |", "|---|---|---:|---:|---:|"]
     for m in metrics:
         fallbacks = sum(v for v in (m.get("fallbacks") or {}).values() if isinstance(v, (int, float)))
         lines.append(f"| {METHOD_NAMES.get(m['name'], m['name'])} | {m.get('metric', '')} | "
-                     f"{100 * m['score']:.2f} | {m['n']} | {fallbacks} |")
+                     f"{m['score']:.2f} | {m['n']} | {fallbacks} |")
     return "\n".join(lines) + "\n"
 
 
@@ -62,14 +64,14 @@ def plot(run: Path, curves: dict[str, list[tuple[int, float]]], metrics: list[di
         for ax, (stage, points) in zip(axes[0], curves.items()):
             ax.plot([s for s, _ in points], [loss for _, loss in points], marker=".")
             ax.set(title=f"{stage}: {'short' if stage == 'stage1' else 'long'} trajectories", xlabel="optimizer step",
-                   ylabel="training loss (masked tokens)")
+                   ylabel="loss on supervised tokens")
         fig.tight_layout()
         fig.savefig(run / "training_loss.png", dpi=100)
         plt.close(fig)
         written.append("training_loss.png")
     if metrics:
         fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar([m["name"] for m in metrics], [100 * m["score"] for m in metrics], color="tab:blue")
+        ax.bar([m["name"] for m in metrics], [m["score"] for m in metrics], color="tab:blue")
         ax.set(ylabel=f"{metrics[0].get('metric', 'score')} (%)", title="demo dev split")
         fig.tight_layout()
         fig.savefig(run / "metrics.png", dpi=100)
@@ -105,9 +107,9 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
             out.append(f"- {stage}: loss {points[0][1]:.3f} at step {points[0][0]} -> {points[-1][1]:.3f} at step {points[-1][0]}")
     out += ["", "## Example SMART trajectories", ""]
     for row in examples(run):
-        out += [f"**Q:** {row.get('question', row.get('instruction', ''))}  ",
-                f"**gold:** {row.get('answers', row.get('gold', ''))} **score:** {row.get('score')} "
-                f"**citations:** {row.get('citations')}", "", "```", str(row.get("trajectory", row.get("output", ""))).strip(), "```", ""]
+        out += [f"**Q:** {row['question']}  ",
+                f"**gold:** {row.get('golds')} **score:** {row.get('score')} "
+                f"**citations:** {row.get('citations')}", "", "```", row["trajectory"].strip(), "```", ""]
     with atomic_write(run / "report.md") as f:
         f.write("\n".join(out) + "\n")
     return run / "report.md"
