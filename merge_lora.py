@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from smart.defaults import EMBEDDED
-from smart.io import InputError
+from smart.io import exit_on_input_error
 from smart.training import merge_lora
 
 
@@ -27,11 +26,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--probe", default=None, help="text whose logits must agree before and after merging")
     args = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    try:
+    with exit_on_input_error():
         diff = merge_lora(args.base, args.lora, args.target, args.probe)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
     print(f"merged model and tokenizer saved to {args.target} (max |logit difference| to the adapter: {diff:.2e})")
 
 

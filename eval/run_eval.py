@@ -18,7 +18,7 @@ from pathlib import Path
 
 from smart import agents, defaults, tasks
 from smart.backends import DTYPES, KINDS, check_model_dir, load_backend, resolve_model
-from smart.io import InputError, ResumableJsonl, write_json
+from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
 from smart.metrics import append_results_row
 
 log = logging.getLogger("run_eval")
@@ -128,11 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
-    try:
+    with exit_on_input_error():
         metrics = evaluate(args)
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
     extra = "".join(f", {k} {metrics[k]:.2f}" for k in ("rouge_l", "mauve") if k in metrics)
     print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}); "
           f"fallbacks {metrics['fallbacks']}, unparsed {metrics['unparsed']} -> {metrics_path(args.output_file)}")

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 from smart import defaults
-from smart.io import InputError
+from smart.io import exit_on_input_error
 from smart.retriever import TextOptions, embed_passages
 
 
@@ -43,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
-    try:
+    with exit_on_input_error():
         embed_passages(
             defaults.resolve_encoder(args.model_name_or_path), defaults.resolve_passages(args.passages),
             args.output_dir, shard_id=args.shard_id, num_shards=args.num_shards, batch_size=args.per_gpu_batch_size,
@@ -51,9 +50,6 @@ def main(argv: list[str] | None = None) -> None:
             text=TextOptions(args.no_title, args.lowercase, args.normalize_text),
             dtype="float32" if args.no_fp16 else args.dtype,
         )
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -14,11 +14,10 @@ from __future__ import annotations
 import argparse
 import glob
 import logging
-import sys
 from pathlib import Path
 
 from smart import defaults
-from smart.io import InputError, read_records, write_records
+from smart.io import InputError, exit_on_input_error, read_records, write_records
 from smart.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
 
 
@@ -56,7 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     args = parse_args(argv)
-    try:
+    with exit_on_input_error():
         if args.n_docs < 1:
             raise InputError("--n_docs must be at least 1")
         if args.passages_embeddings is None and args.passages != defaults.EMBEDDED:
@@ -84,9 +83,6 @@ def main(argv: list[str] | None = None) -> None:
             out = Path(args.output_dir) if as_file else Path(args.output_dir) / Path(path).name
             write_records(out, retrieve_records(retriever, records, path, args.n_docs, args.query_field))
             logging.info("wrote %s (%d items)", out, len(records))
-    except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -11,6 +12,16 @@ from typing import Any, Iterable, Iterator
 
 class InputError(ValueError):
     """Bad user input: the message names the file, the line and the field."""
+
+
+@contextlib.contextmanager
+def exit_on_input_error(*errors: type[Exception]):
+    """For CLIs: bad input (InputError, or `errors`) prints one `error: ...` line and exits 2, with no traceback."""
+    try:
+        yield
+    except (InputError, *errors) as e:
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def where(path: str | os.PathLike, line: int | None = None, field: str | None = None) -> str:

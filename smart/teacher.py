@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Iterable
 
-from smart.io import InputError, ResumableJsonl, iter_jsonl, write_json
+from smart.io import ResumableJsonl, exit_on_input_error, iter_jsonl, write_json
 
 log = logging.getLogger(__name__)
 
@@ -283,11 +283,8 @@ def write_summary(output: str | os.PathLike, summary: RunSummary) -> Path:
 @contextlib.contextmanager
 def cli_errors():
     """For CLIs: bad input or a refusing endpoint prints one line and exits 2, with no traceback."""
-    try:
+    with exit_on_input_error(TeacherFatal):
         yield
-    except (InputError, TeacherFatal) as e:
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def report(output: str | os.PathLike, summary: RunSummary) -> None:

@@ -23,13 +23,21 @@ run_eval = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(run_eval)
 
 
+def exit_code(argv: list[str]) -> int:
+    """run_eval.main's exit status: its return value, or the code of the SystemExit it raised on bad input."""
+    try:
+        return run_eval.main(argv)
+    except SystemExit as e:
+        return e.code
+
+
 def run(tmp_path, model, task="qa", method="smart", output="preds.jsonl", *extra) -> tuple[int, Path]:
     out = tmp_path / output
     argv = ["--task", task, "--input_file", str(FIXTURES / FILES[task]), "--model_name", str(model), "--method",
             method, "--output_file", str(out), "--backend", "hf", "--batch_size", "4", "--max_new_tokens", "6",
             "--max_intent_tokens", "6", "--max_locator_tokens", "6", "--results_table", str(tmp_path / "results.md"),
             *extra]
-    return run_eval.main(argv), out
+    return exit_code(argv), out
 
 
 def metrics_of(out: Path) -> dict:
@@ -111,7 +119,7 @@ def test_input_errors_name_file_line_field(tmp_path, tiny_llama_dir, capsys):
     for name, (rows, message) in cases.items():
         data = write(tmp_path / f"{name}.jsonl", rows)
         out = tmp_path / f"{name}.preds.jsonl"
-        code = run_eval.main(["--task", "qa", "--input_file", str(data), "--model_name", str(tiny_llama_dir),
+        code = exit_code(["--task", "qa", "--input_file", str(data), "--model_name", str(tiny_llama_dir),
                               "--output_file", str(out), "--backend", "hf"])
         err = capsys.readouterr().err
         assert code == 2 and str(data) in err and message in err, (name, err)
@@ -123,7 +131,7 @@ def test_input_errors_name_file_line_field(tmp_path, tiny_llama_dir, capsys):
     assert code == 2 and "no tokenizer" in capsys.readouterr().err and not out.exists()
     bad_arc = write(tmp_path / "arc.jsonl", [{**json.loads((FIXTURES / "arc_c.jsonl").read_text().splitlines()[0]),
                                               "answerKey": "E"}])
-    code = run_eval.main(["--task", "arc_c", "--input_file", str(bad_arc), "--model_name", str(tiny_llama_dir),
+    code = exit_code(["--task", "arc_c", "--input_file", str(bad_arc), "--model_name", str(tiny_llama_dir),
                           "--output_file", str(tmp_path / "x.jsonl")])
     assert code == 2 and ":1 field 'answerKey'" in capsys.readouterr().err
 
