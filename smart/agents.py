@@ -8,7 +8,7 @@ SMART (`run_smart`, one trained model plays every agent, raw-text prompts in the
      (they were retrieved beforehand for the question); live retrieval gives the top `ndocs` of each query,
      merged by rank without duplicates (`Retriever.search_merged`), numbered 1..n in one block.
   3. Fact Locator: the context continues with `<|Locator|>:\\n`, stop at `</eol>`.
-  4. Fact Generator: a second call continues the same context with `\\n\\n<|Generator|>:\\n`, stop at `</eog>`.
+  4. Response Generator: a second call continues the same context with `\\n\\n<|Generator|>:\\n`, stop at `</eog>`.
      Two calls (not one) let the system check the locator's output and, when it is broken, answer without facts.
 Every stage is one `backend.generate` call for all examples of the batch.
 
