@@ -12,6 +12,7 @@ import argparse
 import logging
 
 from smart import defaults
+from smart.encoder import add_text_and_dtype_arguments
 from smart.io import exit_on_input_error
 from smart.retriever import TextOptions, embed_passages
 
@@ -30,11 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--per_gpu_batch_size", type=int, default=64, help="passages per forward pass")
     p.add_argument("--passage_maxlength", type=int, default=256, help="max tokens per passage (longer are cut)")
     p.add_argument("--no_title", action="store_true", help="embed the text alone, not 'title text'")
-    p.add_argument("--lowercase", action="store_true", help="lowercase text before encoding")
-    p.add_argument("--normalize_text", action="store_true", help="fold unicode punctuation to ASCII before encoding")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="encoder precision; auto = float16 on GPU (as Contriever), float32 on CPU")
-    p.add_argument("--no_fp16", action="store_true", help="same as --dtype float32 (Contriever's flag)")
+    add_text_and_dtype_arguments(p, "passages")
     p.add_argument("--chunk_size", type=int, default=2000, help="passages per saved chunk (the unit of resuming)")
     return p.parse_args(argv)
 

@@ -17,6 +17,7 @@ import logging
 from pathlib import Path
 
 from smart import defaults
+from smart.encoder import add_text_and_dtype_arguments
 from smart.io import InputError, exit_on_input_error, read_records, write_records
 from smart.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
 
@@ -44,11 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--indexing_batch_size", type=int, default=1_000_000, help="vectors added to the index at a time")
     p.add_argument("--per_gpu_batch_size", type=int, default=64, help="queries per encoder forward pass")
     p.add_argument("--question_maxlength", type=int, default=512, help="max tokens per query")
-    p.add_argument("--lowercase", action="store_true", help="lowercase queries (use if the passages were embedded so)")
-    p.add_argument("--normalize_text", action="store_true", help="normalize queries (use if the passages were embedded so)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
-                   help="encoder precision; auto = float16 on GPU (as Contriever), float32 on CPU")
-    p.add_argument("--no_fp16", action="store_true", help="same as --dtype float32 (Contriever's flag)")
+    add_text_and_dtype_arguments(p, "queries (use the passages' options)")
     return p.parse_args(argv)
 
 

@@ -41,6 +41,18 @@ def prepare_text(text: str, title: str | None = None, lowercase: bool = False, n
     return text
 
 
+def add_text_and_dtype_arguments(parser, of: str) -> None:
+    """The encoder flags shared by the embedding and retrieval CLIs (Contriever's names); `of`: what is encoded.
+
+    Queries must be encoded with the options their passages were embedded with.
+    """
+    parser.add_argument("--lowercase", action="store_true", help=f"lowercase {of} before encoding")
+    parser.add_argument("--normalize_text", action="store_true", help=f"fold unicode punctuation in {of} to ASCII")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "float16", "bfloat16"],
+                        help="encoder precision; auto = float16 on GPU (as Contriever), float32 on CPU")
+    parser.add_argument("--no_fp16", action="store_true", help="same as --dtype float32 (Contriever's flag)")
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
