@@ -23,6 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from smart import defaults
 from smart.io import InputError
 
@@ -187,7 +189,7 @@ class HFBackend(Backend):
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         outputs: list[str] = [""] * len(prompts)
         stop_ids = {self.tokenizer.convert_tokens_to_ids(s) for s in stop if s in self.tokenizer.get_vocab()}
-        for b in range(0, len(order), self.batch_size):
+        for b in tqdm(range(0, len(order), self.batch_size), desc=f"generate {len(prompts)} prompts", unit="batch"):
             batch = order[b:b + self.batch_size]
             inputs = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt").to(self.device)
             with torch.inference_mode():
@@ -259,7 +261,7 @@ class VLLMBackend(Backend):
 
         params = SamplingParams(temperature=0.0, max_tokens=max_new_tokens, stop=stop or None,
                                 include_stop_str_in_output=True, skip_special_tokens=False)
-        results = self.llm.generate(prompts, params, use_tqdm=False, lora_request=self.lora_request,
+        results = self.llm.generate(prompts, params, use_tqdm=True, lora_request=self.lora_request,
                                     tokenization_kwargs={"add_special_tokens": add_special_tokens})
         outputs = []
         for r in results:

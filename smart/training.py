@@ -361,6 +361,7 @@ def train(args: TrainArgs) -> Path:
     every = int(args.checkpointing_steps) if args.checkpointing_steps not in (None, "epoch") else None
     model.train()
     window_loss, window_steps, window_tokens, started = 0.0, 0, 0, time.time()
+    run_started, run_first_step = started, completed
     first_epoch = completed // steps_per_epoch
     for epoch in range(first_epoch, epochs):
         dataloader.set_epoch(epoch)
@@ -395,7 +396,9 @@ def train(args: TrainArgs) -> Path:
                 if accelerator.is_main_process:
                     with open(log_path, "a", encoding="utf-8") as f:
                         f.write(json.dumps(row) + "\n")
-                    log.info("%s", row)
+                    seconds_per_step = (time.time() - run_started) / (completed - run_first_step)
+                    log.info("step %d/%d, eta %.0f s: %s", completed, total_steps,
+                             seconds_per_step * (total_steps - completed), row)
                 window_loss, window_steps, window_tokens, started = 0.0, 0, 0, time.time()
             if every and completed % every == 0:
                 checkpoint_now(completed)
