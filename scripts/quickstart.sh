@@ -2,7 +2,8 @@
 # The main job on the embedded defaults: prepare -> embed -> index/retrieve -> demo trajectories -> stage 1 (short)
 # -> stage 2 (long) -> evaluate SMART vs baselines -> report. Every stage is cached; rerun to resume.
 #
-# Sizes (environment variables; defaults finish in about 20 minutes on 2 CPU cores, QUICK=1 in a few):
+# Sizes (environment variables; on 2 CPU cores the defaults take about 20 minutes plus 5 of one-time setup and
+# corpus embedding; QUICK=1 about 12 minutes from a fresh clone, setup included):
 #   QUICK=1          small preset (N_TRAIN=40 N_DEV=30 MAX_ARTICLES=2000)
 #   N_TRAIN, N_DEV   demo questions for training / evaluation (default 100 / 100)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
