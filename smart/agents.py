@@ -143,10 +143,6 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
 
 
 # ----------------------------------------------------------------------------------------------- baselines
-def _passage_block(hits: list[dict]) -> str:
-    return "\n".join(f"[{i}] {h['title']}\n{h['text']}" for i, h in enumerate(hits, start=1))
-
-
 def run_no_retrieval(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:
     """The backbone answers the request alone (its chat template, the task's zero-shot instruction)."""
     conversations = [[{"role": "user", "content": ex.request}] for ex in examples]
@@ -158,7 +154,7 @@ def run_no_retrieval(backend: Backend, examples: list[Example], retrieve: Retrie
 def run_vanilla_rag(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:
     """The backbone answers with the top passages prepended to the same request."""
     hits = retrieve(examples, [[ex.question] for ex in examples])
-    conversations = [[{"role": "user", "content": f"Passages:\n{_passage_block(h)}\n\n{ex.request}"}]
+    conversations = [[{"role": "user", "content": f"Passages:\n{tj.render_passages(_passages(h))}\n\n{ex.request}"}]
                      for ex, h in zip(examples, hits)]
     replies = backend.chat(conversations, limits.generator)
     return [_record(ex, "vanilla_rag", queries=[ex.question], passages=[{"id": x["id"], "title": x["title"]} for x in h],
@@ -190,7 +186,7 @@ def run_modular(backend: Backend, examples: list[Example], retrieve: Retrieve, l
     for row, item in zip(rows, hits):
         row["passages"] = [{"id": h["id"], "title": h["title"]} for h in item]
     located = backend.chat([[{"role": "user", "content": LOCATOR_PROMPT.format(
-        request=examples[i].request, passages=_passage_block(hits[i]))}] for i in with_passages], limits.locator)
+        request=examples[i].request, passages=tj.render_passages(_passages(hits[i])))}] for i in with_passages], limits.locator)
     for i, reply in zip(with_passages, located):
         facts, problems = tj.parse_locator(reply.replace(tj.EOL, "") + tj.EOL, len(hits[i]))
         rows[i]["locator_output"], rows[i]["problems"] = reply, rows[i]["problems"] + problems

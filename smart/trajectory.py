@@ -91,9 +91,13 @@ def render_intent(queries: list[str]) -> str:
     return "Search(" + "\n ".join(q.strip() for q in queries) + ")" + EOR
 
 
+def render_passages(passages: list[Passage]) -> str:
+    """`[1] Title\ntext\n[2] ...`: the numbered passages, as inside a retrieval block."""
+    return "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
+
+
 def render_retrieval(passages: list[Passage]) -> str:
-    body = "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
-    return RETRIEVAL_OPEN + body + RETRIEVAL_CLOSE
+    return RETRIEVAL_OPEN + render_passages(passages) + RETRIEVAL_CLOSE
 
 
 def render_locator(facts: list[Fact]) -> str:
