@@ -1,4 +1,5 @@
-"""Write report.md, results_table.md and PNG plots for a quickstart run folder.
+"""Write report.md (Table 2, agent diagnostics, timings, curves, trajectories), results_table.md, diagnostics.json
+and PNG plots for a quickstart run folder (its eval/*.metrics.json and the predictions beside them).
 
     python scripts/make_report.py --run_dir runs/quickstart
 """
@@ -19,7 +20,7 @@ def main() -> None:
     settings_file = run / "settings.json"
     settings = json.loads(settings_file.read_text()) if settings_file.exists() else {}
     path = write_report(run, settings)
-    print(f"wrote {path}")
+    print(f"wrote {path}, {run / 'results_table.md'}, {run / 'diagnostics.json'}")
 
 
 if __name__ == "__main__":

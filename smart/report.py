@@ -1,22 +1,57 @@
-"""The quickstart's report: stage timings, training curves, metrics per method, example trajectories.
+"""The quickstart's report: the results table, per-agent diagnostics, stage timings, training curves, trajectories.
 
-Reads what the stages left in a run folder (stages/*.json, stage*/training_log.jsonl, eval/*.metrics.json,
-eval/*.jsonl) and writes report.md, results_table.md and two PNG plots beside them.
+Reads what the stages left in a run folder (stages/*.json, stage*/training_log.jsonl, eval/*.metrics.json and the
+predictions JSONL beside each) and writes report.md, results_table.md, diagnostics.json and two PNG plots.
+Evaluations are grouped by the `task` and `method` fields of their metrics, not by file names.
 """
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from smart.io import atomic_write, iter_jsonl
+from smart.agents import FALLBACKS, METHODS
+from smart.io import atomic_write, iter_jsonl, write_json
 from smart.tasks import TASKS
 
 TRAINING_LOG = "training_log.jsonl"
 METHOD_NAMES = {"smart": "SMART (trained, 4 agents)", "no_retrieval": "Backbone, no retrieval",
                 "vanilla_rag": "Backbone + top-3 passages (vanilla RAG)", "modular": "Prompted modular agents"}
+AGENT_METHODS = ("smart", "modular")  # their rows come from the agents: well-formedness, facts and fallbacks apply
+CITING_METHODS = ("smart",)  # their generator cites passages
+MISSING = "–"
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """`hits` out of `total` (no percentage when `total` is 0)."""
+
+    hits: int
+    total: int
+
+    @property
+    def pct(self) -> float | None:
+        return 100 * self.hits / self.total if self.total else None
+
+    def cell(self) -> str:
+        return MISSING if self.pct is None else f"{self.pct:.1f} ({self.hits}/{self.total})"
+
+    def to_json(self) -> dict:
+        return {"hits": self.hits, "total": self.total, "pct": self.pct}
+
+
+@dataclass
+class Evaluation:
+    """One metrics JSON (one method on one task) and its prediction rows."""
+
+    task: str
+    method: str
+    metrics: dict
+    rows: list[dict]
 
 
 def stage_times(run: Path) -> list[tuple[str, float]]:
+    """(stage, seconds) in the order the stages finished."""
     rows = []
     for path in sorted((run / "stages").glob("*.json"), key=lambda p: p.stat().st_mtime):
         rows.append((path.stem, json.loads(path.read_text())["seconds"]))
@@ -24,6 +59,7 @@ def stage_times(run: Path) -> list[tuple[str, float]]:
 
 
 def training_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Per training stage, (step, loss) from its first training log."""
     curves = {}
     for stage in ("stage1", "stage2"):
         logs = sorted((run / stage).rglob(TRAINING_LOG))
@@ -32,27 +68,116 @@ def training_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     return curves
 
 
-def eval_metrics(run: Path) -> list[dict]:
-    rows = []
+def _order(names: set[str], known: list[str]) -> list[str]:
+    """`names` in the order of `known`, unknown names after them (alphabetically)."""
+    return [n for n in known if n in names] + sorted(names - set(known))
+
+
+def load_evaluations(run: Path) -> list[Evaluation]:
+    """Every eval/*.metrics.json with the predictions beside it, sorted by method then task.
+
+    Two metrics files for the same task and method are an error (the table would have to drop one).
+    """
+    found: dict[tuple[str, str], tuple[Path, Evaluation]] = {}
     for path in sorted((run / "eval").glob("*.metrics.json")):
-        m = json.loads(path.read_text())
-        m["name"] = path.name.removesuffix(".metrics.json")
-        m["metric"] = TASKS[m["task"]].metric if m.get("task") in TASKS else ""
-        rows.append(m)
-    order = list(METHOD_NAMES)
-    return sorted(rows, key=lambda m: order.index(m["name"]) if m["name"] in order else len(order))
+        metrics = json.loads(path.read_text())
+        predictions = path.with_name(path.name.removesuffix(".metrics.json") + ".jsonl")
+        rows = [row for _, row in iter_jsonl(predictions, tolerate_truncated_tail=True)] if predictions.exists() else []
+        key = (metrics["task"], metrics["method"])
+        if key in found:
+            raise ValueError(f"{found[key][0]} and {path} both hold task {key[0]}, method {key[1]}")
+        found[key] = path, Evaluation(key[0], key[1], metrics, rows)
+    tasks = _order({t for t, _ in found}, list(TASKS))
+    methods = _order({m for _, m in found}, list(METHODS))
+    return [found[t, m][1] for m in methods for t in tasks if (t, m) in found]
 
 
-def results_table(metrics: list[dict]) -> str:
-    lines = ["| method | metric | score (%) | n | fallbacks |", "|---|---|---:|---:|---:|"]
-    for m in metrics:
-        fallbacks = sum(v for v in (m.get("fallbacks") or {}).values() if isinstance(v, (int, float)))
-        lines.append(f"| {METHOD_NAMES.get(m['name'], m['name'])} | {m.get('metric', '')} | "
-                     f"{m['score']:.2f} | {m['n']} | {fallbacks} |")
+def task_header(task: str) -> str:
+    """Column title of a task: its title and metric, e.g. "PopQA (match)"."""
+    known = TASKS.get(task)
+    return f"{known.title} ({known.metric})" if known else task
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def results_table(evaluations: list[Evaluation]) -> str:
+    """Markdown "Table 2": a row per method, a column per task (score in %), their average and all fallbacks.
+
+    The average is over every task of the table; a method missing a task has none.
+    """
+    tasks = list(dict.fromkeys(e.task for e in evaluations))
+    methods = list(dict.fromkeys(e.method for e in evaluations))
+    cells = {(e.task, e.method): e.metrics for e in evaluations}
+    lines = [_row(["Method"] + [task_header(t) for t in tasks] + ["Average", "fallbacks"]),
+             "|---|" + "---:|" * (len(tasks) + 2)]
+    for method in methods:
+        scores = [cells[t, method]["score"] for t in tasks if (t, method) in cells]
+        fallbacks = sum(sum((cells[t, method].get("fallbacks") or {}).values()) for t in tasks if (t, method) in cells)
+        average = f"{sum(scores) / len(scores):.1f}" if len(scores) == len(tasks) else MISSING
+        lines.append(_row([METHOD_NAMES.get(method, method)]
+                          + [f"{cells[t, method]['score']:.1f}" if (t, method) in cells else MISSING for t in tasks]
+                          + [average, str(fallbacks)]))
     return "\n".join(lines) + "\n"
 
 
-def plot(run: Path, curves: dict[str, list[tuple[int, float]]], metrics: list[dict]) -> list[str]:
+def _broken(row: dict, agent: str) -> bool:
+    """The agent's output had a problem or the system took its fallback."""
+    return agent in row["fallbacks"] or any(p.startswith(agent + ":") for p in row["problems"])
+
+
+def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
+    """Per-agent measures of one evaluation; None where a measure does not apply to the method.
+
+    - `<agent> well-formed`: rows whose agent output had no problem and took no fallback (locator: among the
+      rows with passages).
+    - `locator hit on gold`: rows with a gold passage (`gold_passages`, 1-based) where the locator marked at
+      least one of them relevant.
+    - `citation precision`: citations pointing to a gold passage, among all citations of rows whose task knows
+      gold passages; `cites a gold passage`: rows with a gold passage citing one.
+    - `<agent> fallback`: rows that took the agent's fallback.
+    """
+    agents, citing = method in AGENT_METHODS, method in CITING_METHODS
+    out: dict[str, Ratio | None] = {}
+    for agent in FALLBACKS:
+        scope = [r for r in rows if r["passages"]] if agent == "locator" else rows
+        out[f"{agent} well-formed"] = Ratio(sum(not _broken(r, agent) for r in scope), len(scope)) if agents else None
+    with_gold = [r for r in rows if r.get("gold_passages")]
+    hits = sum(any(f["relevant"] and f["index"] in r["gold_passages"] for f in r["facts"]) for r in with_gold)
+    out["locator hit on gold"] = Ratio(hits, len(with_gold)) if agents else None
+    judged = [c in r["gold_passages"] for r in rows if r.get("gold_passages") is not None for c in r["citations"]]
+    out["citation precision"] = Ratio(sum(judged), len(judged)) if citing else None
+    citing_gold = sum(any(c in r["gold_passages"] for c in r["citations"]) for r in with_gold)
+    out["cites a gold passage"] = Ratio(citing_gold, len(with_gold)) if citing else None
+    for agent in FALLBACKS:
+        out[f"{agent} fallback"] = Ratio(sum(agent in r["fallbacks"] for r in rows), len(rows)) if agents else None
+    return out
+
+
+def diagnostics(evaluations: list[Evaluation]) -> list[dict]:
+    """Per evaluation: task, method, n and `agent_diagnostics` (ratios as JSON, None where not applicable)."""
+    out = []
+    for e in evaluations:
+        measures = agent_diagnostics(e.method, e.rows)
+        out.append({"task": e.task, "method": e.method, "n": len(e.rows),
+                    **{k: v.to_json() if v else None for k, v in measures.items()}})
+    return out
+
+
+def diagnostics_table(evaluations: list[Evaluation]) -> str:
+    """Markdown "Agent diagnostics": a row per method and task, each measure as `% (hits/total)`."""
+    measures = [agent_diagnostics(e.method, e.rows) for e in evaluations]
+    names = list(measures[0]) if measures else []
+    lines = [_row(["Method", "Task", "n"] + [f"{name} %" for name in names]), "|---|---|" + "---:|" * (len(names) + 1)]
+    for e, m in zip(evaluations, measures):
+        lines.append(_row([METHOD_NAMES.get(e.method, e.method), task_header(e.task), str(len(e.rows))]
+                          + [m[name].cell() if m[name] else MISSING for name in names]))
+    return "\n".join(lines) + "\n"
+
+
+def plot(run: Path, curves: dict[str, list[tuple[int, float]]], evaluations: list[Evaluation]) -> list[str]:
+    """training_loss.png (loss per training stage) and metrics.png (grouped bars: tasks x methods)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -69,10 +194,18 @@ def plot(run: Path, curves: dict[str, list[tuple[int, float]]], metrics: list[di
         fig.savefig(run / "training_loss.png", dpi=100)
         plt.close(fig)
         written.append("training_loss.png")
-    if metrics:
-        fig, ax = plt.subplots(figsize=(6, 3.5))
-        ax.bar([m["name"] for m in metrics], [m["score"] for m in metrics], color="tab:blue")
-        ax.set(ylabel=f"{metrics[0].get('metric', 'score')} (%)", title="demo dev split")
+    if evaluations:
+        tasks = list(dict.fromkeys(e.task for e in evaluations))
+        methods = list(dict.fromkeys(e.method for e in evaluations))
+        width = 0.8 / len(methods)
+        fig, ax = plt.subplots(figsize=(5 + 2 * len(tasks), 3.8))
+        for i, method in enumerate(methods):
+            points = [(tasks.index(e.task), e.metrics["score"]) for e in evaluations if e.method == method]
+            ax.bar([x + (i - (len(methods) - 1) / 2) * width for x, _ in points], [s for _, s in points], width,
+                   label=METHOD_NAMES.get(method, method))
+        ax.set_xticks(range(len(tasks)), [task_header(t) for t in tasks])
+        ax.set(ylabel="score (%)", ylim=(0, 100), title="demo dev split")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1))
         fig.tight_layout()
         fig.savefig(run / "metrics.png", dpi=100)
         plt.close(fig)
@@ -80,24 +213,29 @@ def plot(run: Path, curves: dict[str, list[tuple[int, float]]], metrics: list[di
     return written
 
 
-def examples(run: Path, n: int = 5) -> list[dict]:
-    path = run / "eval" / "smart.jsonl"
-    if not path.exists():
-        return []
-    rows = [row for _, row in iter_jsonl(path, tolerate_truncated_tail=True)]
-    cited = [r for r in rows if r.get("citations")]
-    return (cited + [r for r in rows if not r.get("citations")])[:n]
+def examples(evaluations: list[Evaluation], correct: int = 2, wrong: int = 1) -> list[tuple[str, dict]]:
+    """(task, row) of SMART predictions: per task up to `correct` scored rows (cited first) and `wrong` unscored."""
+    picked = []
+    for e in evaluations:
+        if e.method == "smart":
+            right = sorted((r for r in e.rows if r.get("score")), key=lambda r: not r["citations"])
+            picked += [(e.task, r) for r in right[:correct] + [r for r in e.rows if not r.get("score")][:wrong]]
+    return picked
 
 
 def write_report(run: Path, settings: dict[str, str]) -> Path:
+    """Write report.md, results_table.md, diagnostics.json and the plots into `run`; return report.md's path."""
     run = Path(run)
-    times, curves, metrics = stage_times(run), training_curves(run), eval_metrics(run)
-    table = results_table(metrics)
+    times, curves, evaluations = stage_times(run), training_curves(run), load_evaluations(run)
+    table = results_table(evaluations)
     with atomic_write(run / "results_table.md") as f:
         f.write(table)
-    images = plot(run, curves, metrics)
-    out = ["# SMART quickstart report", "", "## Results", "", table]
+    write_json(run / "diagnostics.json", diagnostics(evaluations))
+    images = plot(run, curves, evaluations)
+    out = ["# SMART quickstart report", "", "## Results (Table 2)", "", table]
     out += [f"![{name}]({name})" for name in images] + [""]
+    out += ["## Agent diagnostics", "", "Percent (hits/total); – where a measure does not apply. Gold passages: the "
+            "item's passages holding a gold answer. Also in diagnostics.json.", "", diagnostics_table(evaluations)]
     out += ["## Settings", "", "| setting | value |", "|---|---|"]
     out += [f"| {k} | `{v}` |" for k, v in settings.items()] + [""]
     out += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
@@ -106,10 +244,11 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
         if points:
             out.append(f"- {stage}: loss {points[0][1]:.3f} at step {points[0][0]} -> {points[-1][1]:.3f} at step {points[-1][0]}")
     out += ["", "## Example SMART trajectories", ""]
-    for row in examples(run):
-        out += [f"**Q:** {row['question']}  ",
+    for task, row in examples(evaluations):
+        out += [f"**{task_header(task)} Q:** {row['question']}  ",
                 f"**gold:** {row.get('golds')} **score:** {row.get('score')} "
-                f"**citations:** {row.get('citations')}", "", "```", row["trajectory"].strip(), "```", ""]
+                f"**citations:** {row.get('citations')} **gold passages:** {row.get('gold_passages')}", "", "```",
+                row["trajectory"].strip(), "```", ""]
     with atomic_write(run / "report.md") as f:
         f.write("\n".join(out) + "\n")
     return run / "report.md"

@@ -1,0 +1,149 @@
+"""The quickstart report on a hand-made run folder: Table 2, per-agent diagnostics, examples, plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from smart.report import load_evaluations, results_table, write_report
+
+
+def fact(index: int, relevant: bool) -> dict:
+    return {"index": index, "relevant": relevant, "title": f"T{index}", "text": "fact" if relevant else ""}
+
+
+def row(key: str, method: str, score: float, *, passages: int = 3, facts: tuple = (), gold=None,
+        citations: tuple = (), fallbacks: tuple = (), problems: tuple = ()) -> dict:
+    """A prediction row as eval/run_eval.py writes it; `gold` is `gold_passages` (absent when None)."""
+    out = {"id": key, "question": f"question {key}?", "method": method, "queries": [f"query {key}"],
+           "passages": [{"id": f"{key}-{i}", "title": f"T{i}"} for i in range(1, passages + 1)],
+           "facts": list(facts), "answer": f"answer {key}", "citations": list(citations),
+           "fallbacks": list(fallbacks), "problems": list(problems), "trajectory": f"trajectory of {key}",
+           "golds": [f"gold {key}"], "score": score}
+    if method in ("smart", "modular"):
+        out["intent_output"] = "Search(q)</eor>"
+        if passages:
+            out["locator_output"] = "[Relevant]: [1] T1</eol>"
+    if gold is not None:
+        out["gold_passages"] = gold
+    return out
+
+
+POPQA_SMART = [  # p3 first: the examples show cited rows first
+    # correct, locator and generator fallbacks
+    row("p3", "smart", 1.0, gold=[2], fallbacks=("locator", "generator"),
+        problems=("locator: missing </eol>", "generator: missing </eog>")),
+    # wrong, intent fallback, relevant passage not a gold one, one citation right and one wrong
+    row("p2", "smart", 0.0, facts=(fact(1, False), fact(2, True), fact(3, False)), gold=[1, 3], citations=(2, 3),
+        fallbacks=("intent",), problems=("intent: no Search(...)",)),
+    # correct, clean, cites its gold passage
+    row("p1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), gold=[1], citations=(1,)),
+    # wrong, no passage retrieved: no locator step, no gold passage
+    row("p4", "smart", 0.0, passages=0, gold=[]),
+    # wrong, no passage holds the answer, an intent problem without fallback, a citation of a non-gold passage
+    row("p5", "smart", 0.0, facts=(fact(1, False), fact(2, False), fact(3, True)), gold=[], citations=(3,),
+        problems=("intent: missing </eor>",)),
+]
+PUBHEALTH_SMART = [  # no answer strings: no gold passages (None, or absent)
+    row("h1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), citations=(1,)),
+    {**row("h2", "smart", 0.0, facts=(fact(1, False), fact(2, True), fact(3, False))), "gold_passages": None},
+]
+ARC_MODULAR = [
+    row("a1", "modular", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), gold=[1]),
+    row("a2", "modular", 0.0, gold=[2], fallbacks=("locator",), problems=("locator: no [Relevant]/[Irrelevant] line",)),
+    row("a3", "modular", 0.0, gold=[], fallbacks=("locator",), problems=("locator: no [Relevant]/[Irrelevant] line",)),
+]
+
+
+def write_eval(run: Path, stem: str, task: str, method: str, score: float, rows: list[dict], fallbacks: dict) -> None:
+    (run / "eval" / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    metrics = {"task": task, "method": method, "model": "m", "score": score, "n": len(rows), "fallbacks": fallbacks,
+               "unparsed": 0, "settings": {"ndocs": 3}}
+    (run / "eval" / f"{stem}.metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "stages").mkdir()
+    (tmp_path / "stages" / "eval_smart.json").write_text(json.dumps({"seconds": 12.4}))
+    write_eval(tmp_path, "popqa_smart", "popqa", "smart", 40.0, POPQA_SMART,
+               {"intent": 1, "locator": 1, "generator": 1})
+    write_eval(tmp_path, "pubhealth_smart", "pubhealth", "smart", 50.0, PUBHEALTH_SMART, {})
+    write_eval(tmp_path, "popqa_no_retrieval", "popqa", "no_retrieval", 20.0,
+               [row(f"n{i}", "no_retrieval", float(i == 0), passages=0, gold=[]) for i in range(5)], {})
+    write_eval(tmp_path, "popqa_vanilla_rag", "popqa", "vanilla_rag", 60.0,
+               [row(f"v{i}", "vanilla_rag", float(i < 3), gold=[1]) for i in range(5)], {})
+    write_eval(tmp_path, "pubhealth_vanilla_rag", "pubhealth", "vanilla_rag", 50.0,
+               [row(f"w{i}", "vanilla_rag", float(i < 1)) for i in range(2)], {})
+    # grouped by the fields inside the metrics, whatever the file is called
+    write_eval(tmp_path, "something_else", "arc_c", "modular", 100 / 3, ARC_MODULAR, {"locator": 2})
+    return tmp_path
+
+
+TABLE = """\
+| Method | PopQA (match) | PubHealth (accuracy) | ARC-C (accuracy) | Average | fallbacks |
+|---|---:|---:|---:|---:|---:|
+| SMART (trained, 4 agents) | 40.0 | 50.0 | – | – | 3 |
+| Backbone, no retrieval | 20.0 | – | – | – | 0 |
+| Backbone + top-3 passages (vanilla RAG) | 60.0 | 50.0 | – | – | 0 |
+| Prompted modular agents | – | – | 33.3 | – | 2 |
+"""
+
+
+def test_results_table_rows_per_method_columns_per_task(run):
+    evaluations = load_evaluations(run)
+    assert results_table(evaluations) == TABLE
+    without_arc = results_table([e for e in evaluations if e.task != "arc_c"]).splitlines()
+    assert without_arc[0] == "| Method | PopQA (match) | PubHealth (accuracy) | Average | fallbacks |"
+    assert without_arc[2:] == ["| SMART (trained, 4 agents) | 40.0 | 50.0 | 45.0 | 3 |",
+                               "| Backbone, no retrieval | 20.0 | – | – | 0 |",
+                               "| Backbone + top-3 passages (vanilla RAG) | 60.0 | 50.0 | 55.0 | 0 |"]
+
+
+def ratio(hits: int, total: int) -> dict:
+    return {"hits": hits, "total": total, "pct": pytest.approx(100 * hits / total) if total else None}
+
+
+def test_report_files_and_diagnostics(run):
+    write_report(run, {"backbone": "tiny"})
+    assert (run / "results_table.md").read_text() == TABLE
+    diagnostics = {(d["task"], d["method"]): d for d in json.loads((run / "diagnostics.json").read_text())}
+    assert list(diagnostics) == [("popqa", "smart"), ("pubhealth", "smart"), ("popqa", "no_retrieval"),
+                                 ("popqa", "vanilla_rag"), ("pubhealth", "vanilla_rag"), ("arc_c", "modular")]
+    assert diagnostics["popqa", "smart"] == {
+        "task": "popqa", "method": "smart", "n": 5,
+        "intent well-formed": ratio(3, 5),  # p2 fallback, p5 problem
+        "locator well-formed": ratio(3, 4),  # p4 has no passages; p3 fallback
+        "generator well-formed": ratio(4, 5),  # p3
+        "locator hit on gold": ratio(1, 3),  # p1 of p1-p3 (p2 marked a non-gold passage relevant)
+        "citation precision": ratio(2, 4),  # p1 [1] and p2 [3] of p1 [1], p2 [2, 3], p5 [3]
+        "cites a gold passage": ratio(2, 3),  # p1, p2
+        "intent fallback": ratio(1, 5), "locator fallback": ratio(1, 5), "generator fallback": ratio(1, 5)}
+    pubhealth = diagnostics["pubhealth", "smart"]
+    assert pubhealth["intent well-formed"] == ratio(2, 2) and pubhealth["locator fallback"] == ratio(0, 2)
+    for measure in ("locator hit on gold", "citation precision", "cites a gold passage"):
+        assert pubhealth[measure] == ratio(0, 0)
+    modular = diagnostics["arc_c", "modular"]
+    assert modular["locator well-formed"] == ratio(1, 3) and modular["locator hit on gold"] == ratio(1, 2)
+    assert modular["locator fallback"] == ratio(2, 3) and modular["citation precision"] is None
+    baseline = diagnostics["popqa", "vanilla_rag"]
+    assert baseline["n"] == 5 and all(v is None for k, v in baseline.items() if k not in ("task", "method", "n"))
+
+    report = (run / "report.md").read_text()
+    assert TABLE in report and "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
+    assert ("| SMART (trained, 4 agents) | PopQA (match) | 5 | 60.0 (3/5) | 75.0 (3/4) | 80.0 (4/5) | 33.3 (1/3) | "
+            "50.0 (2/4) | 66.7 (2/3) | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
+    assert "| Backbone, no retrieval | PopQA (match) | 5 |" + " – |" * 9 in report
+    # examples: per task two correct SMART rows (cited first) and one wrong one
+    shown = [key for key in ("p1", "p2", "p3", "p4", "p5", "h1", "h2") if f"trajectory of {key}" in report]
+    assert shown == ["p1", "p2", "p3", "h1", "h2"]
+    assert report.index("trajectory of p1") < report.index("trajectory of p3") < report.index("trajectory of p2")
+    assert (run / "metrics.png").stat().st_size > 0
+
+
+def test_same_task_and_method_twice_is_an_error(run):
+    write_eval(run, "popqa_smart_rerun", "popqa", "smart", 0.0, POPQA_SMART, {})
+    with pytest.raises(ValueError, match="popqa_smart_rerun.metrics.json"):
+        load_evaluations(run)
