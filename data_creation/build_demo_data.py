@@ -1,12 +1,14 @@
 """Build the offline demo training set and dev set from the embedded corpus (no network, no teacher model).
 
-    python data_creation/build_demo_data.py --output_dir data/demo --n_train 100 --n_dev 50
+    python data_creation/build_demo_data.py --output_dir data/demo --n_train 400 --n_dev 50
 
-Questions are derived from the articles (descriptions, topics, blanked lead sentences, true/false claims, two-article
-comparisons) with varied phrasing, then run through the data-creation steps: rule intent (the article titles),
-dense retrieval over the corpus (top --n_docs per query), the answer-matching locator, combine. Writes
-train_long.jsonl, train_short.jsonl, dev.jsonl ({id, question, answers, ctxs}, articles disjoint from train) and
-stats.json into --output_dir. The first run embeds the corpus (a few minutes on CPU), later runs reuse it.
+Facts are read off the corpus passages (occupations, nationalities, what a thing is, places, capitals, years,
+creators) and turned into PopQA-like questions, PubHealth-like true/false claims, ARC-like four-choice questions and
+two-entity questions, about 20% of them with retrieval that misses; then run through the data-creation steps: rule
+intent, dense retrieval over the corpus (top --n_docs per query), the answer-matching locator, combine. Writes
+train_long.jsonl, train_short.jsonl, the dev sets popqa_dev.jsonl, pubhealth_dev.jsonl, arc_c_dev.jsonl (the paper's
+file shapes with ctxs retrieved by the question; articles and phrasings disjoint from train) and stats.json into
+--output_dir. The first run embeds the corpus (a few minutes on CPU), later runs reuse it.
 """
 from __future__ import annotations
 
@@ -24,14 +26,14 @@ from smart.teacher import cli_errors
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output_dir", default="data/demo", help="where the files go")
-    p.add_argument("--n_train", type=int, default=100, help="training items (each: 1 long + 3 short records)")
-    p.add_argument("--n_dev", type=int, default=50, help="dev questions")
+    p.add_argument("--n_train", type=int, default=400, help="training items (each: 1 long + 2-3 short records)")
+    p.add_argument("--n_dev", type=int, default=50, help="dev questions per dev task")
     p.add_argument("--n_docs", type=int, default=3, help="passages retrieved per query")
     p.add_argument("--seed", type=int, default=0, help="seed of the article sample and phrasings")
     p.add_argument("--corpus_json", default=None,
-                   help="the articles questions are made from (vital-articles JSON; default: the embedded corpus)")
+                   help="vital-articles JSON giving each article's topic (for distractors; default: the embedded one)")
     p.add_argument("--passages", default=defaults.EMBEDDED,
-                   help="passage TSV to retrieve from ('embedded', or e.g. a subset TSV); only its articles are asked about")
+                   help="passage TSV the facts are read from and retrieved from ('embedded', or e.g. a subset TSV)")
     p.add_argument("--passages_embeddings", default=None,
                    help="glob of the TSV's embedding shards (default: computed and cached on first use)")
     p.add_argument("--model_name_or_path", default=defaults.EMBEDDED, help="query encoder (the one that made the embeddings)")

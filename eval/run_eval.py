@@ -3,7 +3,12 @@ r"""Evaluate SMART or a baseline on one of the paper's datasets (zero-shot, gree
     python eval/run_eval.py --task popqa --input_file eval_data/popqa_longtail_w_gs.jsonl \
         --model_name out/smart_llama2_7b --method smart --ndocs 3 --output_file results/popqa_smart.jsonl
 
-Writes per-example predictions (JSONL, resumable: a rerun skips finished examples), a metrics JSON beside it
+Several datasets and methods in one process (one model load), predictions as <output_dir>/<task>_<method>.jsonl:
+
+    python eval/run_eval.py --task popqa pubhealth arc_c --input_file popqa.jsonl health.jsonl arc.jsonl \
+        --method no_retrieval vanilla_rag modular --output_dir results/
+
+Writes per-example predictions (JSONL, resumable: a rerun skips finished examples), a metrics JSON beside each
 (`<output_file stem>.metrics.json`) and appends a row to a markdown table (--results_table).
 """
 from __future__ import annotations
@@ -15,9 +20,10 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from smart import agents, defaults, tasks
-from smart.backends import DTYPES, KINDS, check_model_dir, load_backend, resolve_model
+from smart.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
 from smart.metrics import append_results_row
 
@@ -26,12 +32,15 @@ log = logging.getLogger("run_eval")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=list(tasks.TASKS), help="dataset (file shape, instruction, metric)")
-    p.add_argument("--input_file", required=True, help="the dataset file (.jsonl, .json list or {'data': [...]})")
+    p.add_argument("--task", required=True, nargs="+", choices=list(tasks.TASKS),
+                   help="dataset(s) (file shape, instruction, metric); one per --input_file")
+    p.add_argument("--input_file", required=True, nargs="+", help="the dataset file(s) (.jsonl, .json list or {'data': [...]})")
     p.add_argument("--model_name", default=defaults.EMBEDDED,
                    help="model directory, hub name, LoRA adapter directory, served name (openai), or 'embedded'")
-    p.add_argument("--method", default="smart", choices=agents.METHODS)
-    p.add_argument("--output_file", required=True, help="predictions JSONL (appended to on resume)")
+    p.add_argument("--method", default=["smart"], nargs="+", choices=agents.METHODS)
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--output_file", help="predictions JSONL (appended to on resume), for one task and one method")
+    out.add_argument("--output_dir", help="folder for <task>_<method>.jsonl predictions (any number of runs)")
     p.add_argument("--results_table", default=None, help="markdown table to append a results row to")
     p.add_argument("--ndocs", type=int, default=3, help="passages per query (static: the item's top ndocs ctxs)")
     p.add_argument("--max_new_tokens", type=int, default=None, help="generator tokens (default: the task's, 100/300)")
@@ -54,7 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--passages_embeddings", default=None,
                    help="live: embedding shards glob (default for the embedded corpus: built once and cached)")
     g.add_argument("--retriever_model", default=defaults.EMBEDDED, help="live: query encoder")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if len(args.task) != len(args.input_file):
+        p.error(f"{len(args.task)} --task values but {len(args.input_file)} --input_file values (one task per file)")
+    if args.output_file and len(args.task) * len(args.method) > 1:
+        p.error("several tasks or methods write several files: use --output_dir")
+    return args
 
 
 def make_retrieve(args: argparse.Namespace) -> agents.Retrieve:
@@ -69,37 +83,35 @@ def make_retrieve(args: argparse.Namespace) -> agents.Retrieve:
     return agents.LiveRetrieval(r, args.ndocs)
 
 
-def evaluate(args: argparse.Namespace) -> dict:
+def run_one(args: argparse.Namespace, task_name: str, input_file: str, method: str, output_file: str,
+            backend: Callable[[], Backend]) -> dict:
+    """Predictions, metrics JSON and table row of one method on one dataset; `backend()` loads the model lazily."""
     start = time.perf_counter()
-    task = tasks.get_task(args.task)
-    need_passages = args.retrieval == "static" and args.method != "no_retrieval"
-    examples = tasks.load_examples(task, args.input_file, args.ndocs, need_passages, args.limit)
-    if args.backend != "openai":  # a bad model path fails here, before any output is written
-        check_model_dir(resolve_model(args.model_name, args.lora_path)[0])
+    task = tasks.get_task(task_name)
+    need_passages = args.retrieval == "static" and method != "no_retrieval"
+    examples = tasks.load_examples(task, input_file, args.ndocs, need_passages, args.limit)
     limits = agents.Limits(args.max_intent_tokens, args.max_locator_tokens, args.max_new_tokens or task.max_new_tokens)
-    stats: dict = {}
-    with ResumableJsonl(args.output_file, key="id") as out:
-        other = {r.get("method") for r in out.done.values()} - {args.method}
+    with ResumableJsonl(output_file, key="id") as out:
+        other = {r.get("method") for r in out.done.values()} - {method}
         if other:
-            raise InputError(f"{args.output_file}: holds predictions of method {sorted(other)}, not '{args.method}'; "
+            raise InputError(f"{output_file}: holds predictions of method {sorted(other)}, not '{method}'; "
                              "use another --output_file")
         todo = [ex for ex in examples if ex.key not in out]
-        log.info("%d examples, %d already done, %d to run", len(examples), len(examples) - len(todo), len(todo))
+        log.info("%s %s: %d examples, %d already done, %d to run", task.name, method, len(examples),
+                 len(examples) - len(todo), len(todo))
+        before = dict(backend().stats) if todo else {}
         if todo:
-            backend = load_backend(args.backend, args.model_name, dtype=args.dtype, batch_size=args.batch_size,
-                                   world_size=args.world_size, max_model_len=args.max_model_len,
-                                   lora_path=args.lora_path)
             retrieve = make_retrieve(args)
             for i in range(0, len(todo), args.chunk_size):
                 chunk = todo[i:i + args.chunk_size]
-                for ex, row in zip(chunk, agents.run(args.method, backend, chunk, retrieve, limits)):
-                    out.write({**row, "golds": ex.golds, **tasks.score(task, ex, row["answer"])})
+                for ex, row in zip(chunk, agents.run(method, backend(), chunk, retrieve, limits)):
+                    out.write({**row, "golds": ex.golds, "gold_passages": tasks.gold_passages(task, ex),
+                               **tasks.score(task, ex, row["answer"])})
                 log.info("done %d/%d", min(i + args.chunk_size, len(todo)), len(todo))
-            stats = dict(backend.stats)
-            backend.close()
+        stats = {k: v - before.get(k, 0) for k, v in backend().stats.items()} if todo else {}
         rows = [out.done[ex.key] for ex in examples]
 
-    metrics = {"task": task.name, "method": args.method, "model": args.model_name, "input_file": args.input_file}
+    metrics = {"task": task.name, "method": method, "model": args.model_name, "input_file": input_file}
     metrics.update(tasks.aggregate(task, examples, rows))
     metrics["fallbacks"] = dict(Counter(f for r in rows for f in r["fallbacks"]))
     metrics["examples_with_problems"] = sum(bool(r["problems"]) for r in rows)
@@ -108,14 +120,44 @@ def evaluate(args: argparse.Namespace) -> dict:
                                                           "max_model_len", "lora_path", "batch_size", "limit")}
     metrics["settings"].update(max_new_tokens=limits.generator, max_intent_tokens=limits.intent,
                                max_locator_tokens=limits.locator)
+    if todo:
+        metrics["settings"]["dtype_used"] = getattr(backend(), "dtype", args.dtype)
     metrics["wall_s"] = time.perf_counter() - start
     metrics["generated_tokens"] = stats.get("generated_tokens", 0)
     metrics["tokens_per_s"] = stats["generated_tokens"] / stats["seconds"] if stats.get("seconds") else 0.0
     metrics["examples_run"] = len(todo)
-    write_json(metrics_path(args.output_file), metrics)
+    write_json(metrics_path(output_file), metrics)
     if args.results_table:
         append_results_row(args.results_table, metrics)
     return metrics
+
+
+def evaluate(args: argparse.Namespace) -> list[dict]:
+    """Every (task, method) run of the command line, sharing one model load."""
+    if args.backend != "openai":  # a bad model path fails here, before any output is written
+        check_model_dir(resolve_model(args.model_name, args.lora_path)[0])
+    need_passages = args.retrieval == "static" and set(args.method) != {"no_retrieval"}
+    for task, input_file in zip(args.task, args.input_file):  # every file is checked before the model loads
+        tasks.load_examples(task, input_file, args.ndocs, need_passages, args.limit)
+    loaded: list[Backend] = []
+
+    def backend() -> Backend:
+        if not loaded:
+            loaded.append(load_backend(args.backend, args.model_name, dtype=args.dtype, batch_size=args.batch_size,
+                                       world_size=args.world_size, max_model_len=args.max_model_len,
+                                       lora_path=args.lora_path))
+        return loaded[0]
+
+    results = []
+    try:
+        for task, input_file in zip(args.task, args.input_file):
+            for method in args.method:
+                output_file = args.output_file or str(Path(args.output_dir) / f"{task}_{method}.jsonl")
+                results.append(run_one(args, task, input_file, method, output_file, backend))
+    finally:
+        if loaded:
+            loaded[0].close()
+    return results
 
 
 def metrics_path(output_file: str) -> Path:
@@ -129,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = parse_args(argv)
     with exit_on_input_error():
-        metrics = evaluate(args)
-    extra = "".join(f", {k} {metrics[k]:.2f}" for k in ("rouge_l", "mauve") if k in metrics)
-    print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}); "
-          f"fallbacks {metrics['fallbacks']}, unparsed {metrics['unparsed']} -> {metrics_path(args.output_file)}")
+        results = evaluate(args)
+    for metrics in results:
+        extra = "".join(f", {k} {metrics[k]:.2f}" for k in ("rouge_l", "mauve") if k in metrics)
+        print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}); "
+              f"fallbacks {metrics['fallbacks']}, unparsed {metrics['unparsed']}")
     return 0
 
 

@@ -21,6 +21,8 @@ from smart import defaults
 from smart.io import write_json
 
 PY = sys.executable
+DEV_TASKS = ("popqa", "pubhealth", "arc_c")
+BASELINES = ("no_retrieval", "vanilla_rag", "modular")
 
 
 @dataclass
@@ -38,13 +40,17 @@ def env(name: str, default: str) -> str:
 
 def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     """The stages, in order, and the settings they were built from (sizes read from the environment)."""
+    from smart.training import cpu_supports_bf16
+
     quick = env("QUICK", "0") == "1"
     max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
-    n_train = env("N_TRAIN", "40" if quick else "100")
-    n_dev = env("N_DEV", "30" if quick else "100")
+    n_train = env("N_TRAIN", "120" if quick else "400")
+    n_dev = env("N_DEV", "20" if quick else "50")
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")
     max_steps = env("MAX_STEPS", "0")
+    precision = env("PRECISION", "bf16" if cpu_supports_bf16() else "no")
+    eval_dtype = "bfloat16" if precision == "bf16" else "float32"
     backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
     passages, corpus, embeddings = defaults.passages_tsv(), defaults.corpus_json(), defaults.embeddings_dir()
     if max_articles:
@@ -52,16 +58,20 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
         corpus = data / f"vital_articles_{max_articles}.json"
         embeddings = data / f"embeddings_{max_articles}_articles"
     demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else ""))
+    dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
     stage1, stage2 = run / "stage1", run / "stage2"
     llm = str(defaults.llm_dir())
-    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "8"),
+    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
                  "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
-                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "MAX_SEQ_LENGTH": "1024",
-                 "MAX_STEPS": max_steps}
-    evals = [("smart", stage2 / "merged", "smart"), ("no_retrieval", llm, "no_retrieval"), ("vanilla_rag", llm, "vanilla_rag")]
+                 "LR_SCHEDULER": env("LR_SCHEDULER", "constant_with_warmup"), "WARMUP_RATIO": "0.03",
+                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "LORA_DROPOUT": "0.05",
+                 "MAX_SEQ_LENGTH": "1024", "MAX_STEPS": max_steps, "PRECISION": precision}
     prepare = [PY, "scripts/prepare_embedded.py"]
     if max_articles:
         prepare += ["--max_articles", str(max_articles), "--subset_json", str(corpus), "--subset_tsv", str(passages)]
+    evaluate = [PY, "eval/run_eval.py", "--task", *DEV_TASKS, "--input_file", *dev_files, "--backend", backend,
+                "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "48"), "--max_locator_tokens", "160",
+                "--output_dir", str(run / "eval"), "--results_table", str(run / "eval" / "results.md")]
     stages = [
         Stage("prepare", prepare, [passages, defaults.llm_dir() / "config.json"]),
         Stage("embed", [PY, "multi_agent/generate_passage_embeddings.py", "--model_name_or_path", "embedded",
@@ -72,26 +82,25 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
                                    "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
         Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
                             "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
-                            "--n_train", n_train, "--n_dev", n_dev], [demo / "dev.jsonl"], ["embed"]),
+                            "--n_train", n_train, "--n_dev", n_dev], [Path(f) for f in dev_files], ["embed"]),
         Stage("stage1", ["bash", "script_short_learning.sh"], [stage1 / "merged" / "config.json"], ["demo_data"],
               {**train_env, "TRAIN_FILE": str(demo / "train_short.jsonl"), "OUTPUT_DIR": str(stage1 / "adapter"),
                "MERGED_DIR": str(stage1 / "merged")}),
         Stage("stage2", ["bash", "script_long_learning.sh"], [stage2 / "merged" / "config.json"], ["stage1"],
               {**train_env, "NUM_EPOCHS": epochs2, "MODEL": str(stage1 / "merged"), "TRAIN_FILE": str(demo / "train_long.jsonl"),
+               "BATCH_SIZE_PER_GPU": env("STAGE2_BATCH_SIZE", "2"), "TOTAL_BATCH_SIZE": env("STAGE2_BATCH_SIZE", "2"),
                "OUTPUT_DIR": str(stage2 / "adapter"), "MERGED_DIR": str(stage2 / "merged")}),
+        Stage("eval_smart", [*evaluate, "--model_name", str(stage2 / "merged"), "--method", "smart"],
+              [run / "eval" / f"{task}_smart.metrics.json" for task in DEV_TASKS], ["stage2"]),
+        Stage("eval_baselines", [*evaluate, "--model_name", llm, "--dtype", eval_dtype, "--method", *BASELINES],
+              [run / "eval" / f"{task}_{m}.metrics.json" for task in DEV_TASKS for m in BASELINES], ["demo_data"]),
     ]
-    for name, model, method in evals:
-        out = run / "eval" / f"{name}.jsonl"
-        stages.append(Stage(f"eval_{name}", [PY, "eval/run_eval.py", "--task", "qa", "--input_file", str(demo / "dev.jsonl"),
-                                             "--model_name", str(model), "--method", method, "--backend", backend,
-                                             "--ndocs", "3", "--output_file", str(out),
-                                             "--results_table", str(run / "eval" / "results.md")],
-                            [out], ["stage2" if name == "smart" else "demo_data"]))
     stages.append(Stage("report", [PY, "scripts/make_report.py", "--run_dir", str(run)], [run / "report.md"],
-                        [s.name for s in stages if s.name.startswith("eval_")]))
+                        ["eval_smart", "eval_baselines"]))
     settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
-                "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV": n_dev,
-                "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps, "backend": backend,
+                "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV (per task)": n_dev,
+                "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
+                "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                 "ndocs": "3", "decoding": "greedy"}
     return stages, settings
 

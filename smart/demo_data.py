@@ -1,174 +1,530 @@
-"""Offline demo data from the embedded corpus: questions derived from the articles, run through the data-creation
-steps (rule intent, the real retriever, the answer-matching locator, combine), plus a dev set in the eval format.
+"""Offline demo data from the embedded corpus: facts read off the passages, turned into questions shaped like the
+paper's tasks, run through the data-creation steps (rule intent, the real retriever, the answer-matching locator,
+combine), plus dev sets in the paper's evaluation file shapes.
 
-Question kinds (phrasings vary, so the request never equals its search query, which is the article title):
-- describe (open QA): "What is X?" and variants -> the article's short description
-- field (open QA): "Which field is X in?" and variants -> the article's topic
-- cloze (open QA): the lead sentence with a name or year blanked -> the blanked words
-- claim (fact verification): "X can be described as 'D'." -> true, or false with another article's description
-- compare (multi-hop QA, two queries): "Do X and Y belong to the same field?" -> yes / no
-Train and dev come from disjoint articles; dev holds the open-QA kinds (half cloze) as {id, question, answers, ctxs}.
+Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
+German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
+1911") and creators ("directed by N"). Every gold answer is a span of the sentence it came from (the evidence),
+which lies whole inside one passage. From one fact come:
+- open: a PopQA-like question whose answer is the span ("What is X's occupation?");
+- claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false);
+- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere;
+- compare (training only): two facts, two queries ("Were X and Y from the same country?").
+About MISS_SHARE of the training items get passages that do not hold the evidence (retrieved for the query, with the
+evidence's passages removed): the Fact Locator marks them all irrelevant and the generator answers without facts.
+Train and dev use disjoint articles and disjoint question phrasings (dev templates are never trained on), so the
+dev score says whether the model learned the skill rather than the wording.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import re
+from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from smart import defaults
 from smart.combine import combine, trajectory_stats
-from smart.convert import FACT_VERIFICATION, FACT_VERIFICATION_INSTRUCTION, MULTI_HOP_QA, OPEN_QA
+from smart.convert import (FACT_VERIFICATION, FACT_VERIFICATION_INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
+                           MULTIPLE_CHOICE_INSTRUCTION, OPEN_QA)
 from smart.intent import run_intent
 from smart.io import InputError, iter_jsonl, write_json, write_jsonl
 from smart.locator import run_locate, sentences
+from smart.tasks import format_choices
 from smart.trajectory import normalize_space
 
 log = logging.getLogger(__name__)
 
-DESCRIBE = ["What is {t}?", "Tell me in a few words what {t} is.", "Could you briefly describe {t}?",
-            "{t}: what does that name refer to?", "I keep hearing about {t}. What is it?", "Give a one-line summary of {t}."]
-FIELD = ["Which field of knowledge does {t} belong to?", "Under what broad topic would an encyclopedia file {t}?",
-         "Is {t} mainly a subject of history, science, the arts or something else?", "What area is {t} part of?"]
-CLOZE = ["Fill in the blank: {s}", "Complete the sentence: {s}", "What is missing in this sentence? {s}",
-         "Which words go in the gap? {s}"]
-COMPARE = ["Do {t} and {u} belong to the same field?", "Would {t} and {u} be filed under the same topic?",
-           "Are {t} and {u} part of the same area of knowledge?"]
-KINDS = ("describe", "field", "cloze", "claim", "compare")
-DEV_KINDS = ("cloze", "field", "cloze", "describe")  # half cloze: answers found in passages, where RAG helps
-BLANK = "____"
-_NAME = re.compile(r"(?<!^)(?<![\w-])(?:[A-Z][\w'-]+(?:\s+(?:of|the|de|and)\s+[A-Z][\w'-]+|\s+[A-Z][\w'-]+)*|1\d{3}|20\d{2})\b")
+MISS_SHARE = 0.2
+DEV_TASKS = ("popqa", "pubhealth", "arc_c")
+LABELS = "ABCD"
+
+DEMONYMS = {
+    "American": "United States", "British": "United Kingdom", "English": "England", "Scottish": "Scotland",
+    "Irish": "Ireland", "Welsh": "Wales", "French": "France", "German": "Germany", "Italian": "Italy",
+    "Spanish": "Spain", "Portuguese": "Portugal", "Dutch": "Netherlands", "Belgian": "Belgium", "Swiss": "Switzerland",
+    "Austrian": "Austria", "Swedish": "Sweden", "Norwegian": "Norway", "Danish": "Denmark", "Finnish": "Finland",
+    "Polish": "Poland", "Czech": "Czech Republic", "Hungarian": "Hungary", "Romanian": "Romania", "Greek": "Greece",
+    "Russian": "Russia", "Ukrainian": "Ukraine", "Serbian": "Serbia", "Croatian": "Croatia", "Bulgarian": "Bulgaria",
+    "Turkish": "Turkey", "Persian": "Persia", "Iranian": "Iran", "Iraqi": "Iraq", "Egyptian": "Egypt",
+    "Israeli": "Israel", "Arab": "Arabia", "Indian": "India", "Pakistani": "Pakistan", "Chinese": "China",
+    "Japanese": "Japan", "Korean": "Korea", "South Korean": "South Korea", "Vietnamese": "Vietnam", "Thai": "Thailand",
+    "Indonesian": "Indonesia", "Filipino": "Philippines", "Australian": "Australia", "Canadian": "Canada",
+    "Mexican": "Mexico", "Brazilian": "Brazil", "Argentine": "Argentina", "Chilean": "Chile", "Colombian": "Colombia",
+    "Peruvian": "Peru", "Cuban": "Cuba", "Nigerian": "Nigeria", "Kenyan": "Kenya", "South African": "South Africa",
+    "Ethiopian": "Ethiopia", "Roman": "Rome", "Soviet": "Soviet Union", "Prussian": "Prussia", "Flemish": "Flanders",
+    "Jamaican": "Jamaica", "Icelandic": "Iceland", "Estonian": "Estonia", "Lithuanian": "Lithuania",
+    "Latvian": "Latvia", "Slovak": "Slovakia", "Slovene": "Slovenia", "Slovenian": "Slovenia", "Afghan": "Afghanistan",
+    "Bangladeshi": "Bangladesh", "Sri Lankan": "Sri Lanka", "Nepalese": "Nepal", "Mongolian": "Mongolia",
+    "Moroccan": "Morocco", "Algerian": "Algeria", "Tunisian": "Tunisia", "Ghanaian": "Ghana", "Venezuelan": "Venezuela",
+    "Uruguayan": "Uruguay", "New Zealand": "New Zealand", "Syrian": "Syria", "Lebanese": "Lebanon",
+    "Saudi": "Saudi Arabia", "Armenian": "Armenia", "Georgian": "Georgia", "Azerbaijani": "Azerbaijan",
+}
+_NAME = r"[A-Z][\w'’-]+(?:\.?\s+(?:(?:van|von|de|da|del|di|la|le|of|the|dan|ibn|bin|al)\s+)?[A-Z][\w'’-]+){0,4}"
+_CUT = re.compile(r"\s(?:of|for|in|that|which|who|whose|with|by|used|from|to|on|at|as|and|or|known|based|made|"
+                  r"developed|founded|located|consisting|where|when|comprising|designed|is|was|written|created)\b")
+_DEFINITION = re.compile(r"^(?P<subject>[^,.;()]{2,80}?)(?:,[^.;]{0,120}?,)? (?P<verb>is|was|are|were) "
+                         r"(?P<art>an?|the) (?P<what>[A-Za-z0-9][^.;:()]{3,150})")
+_PERSON = re.compile(r"^(?P<nat>(?:[A-Z][a-z]+[ -]){0,1}[A-Z][a-z]+) (?P<jobs>[a-z][a-z -]+?(?:, (?:and )?[a-z][a-z -]+?)*)"
+                     r"(?=$| who\b| and\b| known\b| best\b| widely\b| whose\b| from\b| of\b| in\b| during\b| for\b)")
+_YEAR = re.compile(r"\b(?P<verb>founded|established|built|completed|released|published|discovered|formed|invented|"
+                   r"signed|opened|launched|premiered|constructed|introduced|ratified|adopted) (?:in|on) "
+                   r"(?:(?:\d{1,2} )?[A-Z][a-z]+ (?:\d{1,2}, )?)?(?P<value>1\d{3}|20\d{2})\b")
+_CREATOR = re.compile(r"\b(?P<verb>written|directed|composed|painted|founded|designed|developed|invented|discovered|"
+                      r"produced|created) by (?P<value>" + _NAME + ")")
+_CAPITAL_OF = re.compile(r"^(?P<subject>[^,]{2,40}?)(?:,[^.]{0,60}?,)? is the capital(?: city)?(?: and (?:the )?"
+                         r"(?:largest|most populous) city)? of (?:the )?(?P<value>" + _NAME + ")")
+_CAPITAL = re.compile(r"\b[Ii]ts capital(?: city)?(?: and (?:the )?(?:largest|most populous) city)? is (?P<value>" + _NAME + ")")
+_LOCATED = re.compile(r"^(?P<subject>[^,]{2,40}?)(?:,[^.]{0,60}?,)? is an? (?:[\w-]+ ){0,3}(?P<kind>city|town|country|"
+                      r"river|lake|mountain|island|region|state|province|village|municipality|sea|desert|archipelago|"
+                      r"peninsula|capital|nation|mountain range) (?:located )?(?:in|on) (?:the )?(?P<value>" + _NAME + ")")
+ACTIVE = {"written": "wrote", "directed": "directed", "composed": "composed", "painted": "painted", "founded": "founded",
+          "designed": "designed", "developed": "developed", "invented": "invented", "discovered": "discovered",
+          "produced": "produced", "created": "created"}
 
 
-def load_articles(path: str | Path | None = None) -> list[dict]:
-    """Usable articles (description, topic, a 6-40 word lead sentence), sorted by title."""
-    data = json.loads(Path(path or defaults.corpus_json()).read_text(encoding="utf-8"))
-    articles = []
-    for key in sorted(data):
-        a = data[key]
-        lead = (sentences(normalize_space(a.get("extract") or "")) or [""])[0]
-        if a.get("description") and a.get("topic") and 6 <= len(lead.split()) <= 40:
-            articles.append({"title": normalize_space(a.get("title") or key), "description": a["description"].strip(),
-                             "topic": a["topic"].strip(), "lead": lead})
-    return articles
+@dataclass
+class Relation:
+    """One fact of an article: `answers` (the first is the canonical one) are spans of `evidence`, a sentence of
+    passage `passage_id`; `kind` names the relation (occupation, nationality, category, located, capital,
+    capital_of, year:<verb>, creator:<verb>)."""
+
+    title: str
+    topic: str
+    kind: str
+    answers: list[str]
+    evidence: str
+    passage_id: str
+    verb: str = "is"
+    extra: dict = field(default_factory=dict)
 
 
-def cloze(article: dict, rng: random.Random) -> tuple[str, str] | None:
-    """(lead sentence with a name or year blanked, the blanked words), or None when there is nothing to blank."""
-    title = article["title"].lower()  # blanks share no word with the title, which stays in the question
-    spans = [m for m in _NAME.finditer(article["lead"])
-             if not set(re.findall(r"\w+", m.group(0).lower())) & set(re.findall(r"\w+", title))]
-    if not spans:
-        return None
-    m = rng.choice(spans)
-    return article["lead"][:m.start()] + BLANK + article["lead"][m.end():], m.group(0)
+def _clean_name(name: str) -> str:
+    return name.strip().rstrip(".,;")
 
 
-def make_item(kind: str, article: dict, rng: random.Random, others: list[dict], number: int) -> dict | None:
-    """One unified item with rule `queries`, gold `answers` (matched by the locator) and `evidence` (the lead)."""
-    t = article["title"]
-    item = {"id": f"demo_{kind}_{number}", "dataset_name": f"demo_{kind}", "task_type": OPEN_QA, "input": "",
-            "queries": [t], "evidence": [article["lead"]]}
-    if kind == "describe":
-        description = article["description"][0].upper() + article["description"][1:]
-        return {**item, "instruction": rng.choice(DESCRIBE).format(t=t), "output": description, "answers": [description]}
-    if kind == "field":
-        return {**item, "instruction": rng.choice(FIELD).format(t=t), "output": article["topic"], "answers": [article["topic"]]}
-    if kind == "cloze":
-        made = cloze(article, rng)
-        if made is None:
-            return None
-        return {**item, "instruction": rng.choice(CLOZE).format(s=made[0]), "output": made[1], "answers": [made[1]]}
-    other = rng.choice(others)
-    if kind == "claim":
-        true = rng.random() < 0.5 or other["description"] == article["description"]
-        claim = f"{t} can be described as \"{(article if true else other)['description']}\"."
-        return {**item, "task_type": FACT_VERIFICATION, "instruction": FACT_VERIFICATION_INSTRUCTION, "input": claim,
-                "output": "true" if true else "false", "answers": []}
-    same = other["topic"] == article["topic"]
-    question = rng.choice(COMPARE).format(t=t, u=other["title"])
-    return {**item, "task_type": MULTI_HOP_QA, "instruction": question, "output": "yes" if same else "no",
-            "answers": [], "queries": [t, other["title"]], "evidence": [article["lead"], other["lead"]]}
+_VAGUE = {"first", "second", "third", "last", "only", "name", "term", "word", "one", "part", "most", "largest",
+          "type", "kind", "form", "group", "member", "set", "class", "branch", "family", "field", "series", "number",
+          "state", "collection", "way", "study", "system", "body", "unit", "style", "line", "method", "process"}
+_TRAILING = {"about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i"}
 
 
-def make_items(articles: list[dict], n: int, kinds: tuple[str, ...], rng: random.Random, prefix: str) -> list[dict]:
-    """`n` items, one per article, kinds taken in turn (an article that cannot make its kind gets the next one)."""
-    items = []
-    for number, article in enumerate(articles):
-        if len(items) == n:
-            break
-        others = [a for a in articles if a is not article]
-        for shift in range(len(kinds)):
-            item = make_item(kinds[(len(items) + shift) % len(kinds)], article, rng, others, number)
-            if item is not None:
-                items.append({**item, "id": f"{prefix}_{item['id']}"})
+def _head(phrase: str, max_words: int = 4) -> str:
+    """A noun phrase cut before its first preposition or clause (kept through `of` after a vague head such as
+    "form of theatre"), at most `max_words` words, without trailing function words."""
+    phrase = phrase.split(",")[0]
+    m = _CUT.search(" " + phrase)
+    head = phrase[:m.start() - 1] if m else phrase
+    if m and m.group(0).strip() == "of" and head.split() and head.split()[-1] in _VAGUE:
+        rest = phrase[m.end() - 1:].strip()
+        n = _CUT.search(" " + rest)
+        head = f"{head} of {rest[:n.start() - 1] if n else rest}"
+    words = head.split()[:max_words]
+    while words and words[-1].lower().strip(".") in _TRAILING:
+        words.pop()
+    return "" if len(words) == 1 and words[0] in _VAGUE else " ".join(words)
+
+
+def relations_of_passage(title: str, topic: str, passage_id: str, text: str, first: bool) -> list[Relation]:
+    """The facts the patterns find in one passage (definitions only in an article's first sentence)."""
+    out = []
+    for i, sentence in enumerate(sentences(normalize_space(text))):
+        if len(sentence.split()) > 60:
+            continue
+
+        def add(kind: str, answers: list[str], verb: str = "is", **extra) -> None:
+            answers = [a for a in dict.fromkeys(a.strip() for a in answers) if a]  # aliases after the first
+            if answers and answers[0] in sentence and title.lower() not in answers[0].lower() and answers[0].lower() not in title.lower():
+                out.append(Relation(title, topic, kind, answers, sentence, passage_id, verb, extra))
+
+        if first and i == 0 and (m := _DEFINITION.search(sentence)):
+            verb, what = m["verb"], m["what"]
+            if (p := _PERSON.match(what)) and p["nat"] in DEMONYMS and topic in ("People", ""):
+                jobs = [_head(j, 3) for j in re.split(r",\s*(?:and\s+)?|\s+and\s+", p["jobs"])]
+                add("occupation", [j for j in jobs if j], verb)
+                add("nationality", [p["nat"], DEMONYMS[p["nat"]]], verb)
+            elif not what[0].isupper() and (head := _head(what)):
+                add("category", [head], verb, article=m["art"])
+        for m in _YEAR.finditer(sentence):
+            if sentence.startswith(("It ", "The ", title.split()[0])):
+                add(f"year:{m['verb']}", [m["value"]], "was")
+        for m in _CREATOR.finditer(sentence):
+            name = _clean_name(m["value"])
+            if name.split()[0] not in DEMONYMS and len(name.split()) >= 2 and (i == 0 or sentence.startswith("It ")):
+                add(f"creator:{m['verb']}", [name], "was")
+        if i == 0 and (m := _CAPITAL_OF.match(sentence)):
+            add("capital_of", [_clean_name(m["value"])])
+        if m := _CAPITAL.search(sentence):
+            add("capital", [_clean_name(m["value"])])
+        if i == 0 and (m := _LOCATED.match(sentence)):
+            add("located", [_clean_name(m["value"])], place=m["kind"])
+    return out
+
+
+def extract_relations(store, topics: dict[str, str] | None = None) -> list[Relation]:
+    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead)."""
+    topics = topics or {}
+    out, seen_titles = [], set()
+    for row in store:
+        first = row["title"] not in seen_titles
+        seen_titles.add(row["title"])
+        out += relations_of_passage(row["title"], topics.get(row["title"], ""), str(row["id"]), row["text"], first)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- phrasing
+# Question templates per relation: TRAIN phrasings feed the training set, DEV phrasings only the dev sets.
+TRAIN_QUESTIONS = {
+    "occupation": ["What is {t}'s occupation?", "What did {t} do for a living?", "What was the profession of {t}?",
+                   "{t} is best known as what?", "what was {t}'s job"],
+    "nationality": ["What nationality is {t}?", "Which country is {t} from?", "{t} was a citizen of which country?",
+                    "what country was {t} from"],
+    "category": ["What is {t}?", "What kind of thing is {t}?", "{t} is an example of what?", "How would you define {t}?",
+                 "what is {t} exactly"],
+    "located": ["Where is {t}?", "Where is {t} located?", "In which region is {t}?", "where is {t} situated"],
+    "capital_of": ["{t} is the capital of which country?", "Of which place is {t} the capital?",
+                   "{t} is the capital of what?"],
+    "capital": ["What is the capital of {t}?", "Which city is the capital of {t}?", "capital of {t}?"],
+    "year": ["When was {t} {verb}?", "In what year was {t} {verb}?", "What year was {t} {verb}?",
+             "when was {t} {verb}"],
+    "creator": ["Who {active} {t}?", "{t} was {verb} by whom?", "Who {active} {t}, according to records?"],
+}
+DEV_QUESTIONS = {
+    "occupation": ["What kind of work is {t} known for?", "What was {t}'s line of work?"],
+    "nationality": ["Where did {t} come from?", "What is the nationality of {t}?"],
+    "category": ["Can you tell me what {t} is?", "What type of thing is {t}?"],
+    "located": ["Where can {t} be found?", "In what part of the world is {t}?"],
+    "capital_of": ["Which country has {t} as its capital?"],
+    "capital": ["What city serves as the capital of {t}?"],
+    "year": ["In which year was {t} {verb}?"],
+    "creator": ["Who was it that {active} {t}?"],
+}
+TRUE_STATEMENTS = {
+    "occupation": ["{t} {verb} {a} {v}.", "{t} worked as {a} {v}.", "{t} is known as {a} {v}."],
+    "nationality": ["{t} {verb} {v}.", "{t} {verb} of {v} nationality.", "{t} came from {country}."],
+    "category": ["{t} {verb} {a} {v}.", "{t} can be described as {a} {v}.", "{t} is a kind of {v}."],
+    "located": ["{t} is located in {v}.", "{t} lies in {v}.", "{t} can be found in {v}."],
+    "capital_of": ["{t} is the capital of {v}.", "{v} has {t} as its capital."],
+    "capital": ["The capital of {t} is {v}.", "{v} is the capital of {t}."],
+    "year": ["{t} was {verb} in {v}.", "{t} was first {verb} in {v}."],
+    "creator": ["{t} was {verb} by {v}.", "{v} {active} {t}."],
+}
+CHOICE_STEMS = {
+    "occupation": ["Which of these was the occupation of {t}?", "{t} worked as which of the following?"],
+    "nationality": ["{t} was of which nationality?", "{t} came from which country?"],
+    "category": ["Which of the following best describes {t}?", "{t} is which of the following?"],
+    "located": ["In which of these places is {t}?", "Where is {t} located?"],
+    "capital_of": ["{t} is the capital of which of these?"],
+    "capital": ["Which city is the capital of {t}?"],
+    "year": ["What year was {t} {verb} in?"],
+    "creator": ["Which of these people {active} {t}?"],
+}
+COMPARE_NATIONALITY = ["Were {t} and {u} from the same country?", "Did {t} and {u} share a nationality?",
+                       "Are {t} and {u} of the same nationality?"]
+COMPARE_YEAR = ["Which was {verb} first, {t} or {u}?", "Was {t} or {u} {verb} earlier?"]
+QUERY_NOUN = {"occupation": "occupation", "nationality": "nationality", "category": "", "located": "location",
+              "capital_of": "capital of", "capital": "capital", "year": "{verb}", "creator": "{verb} by"}
+
+
+def _base(kind: str) -> str:
+    return kind.split(":")[0]
+
+
+def display_title(title: str) -> str:
+    """The title as a person would write it: "Crane (bird)" -> "Crane"."""
+    return re.sub(r"\s*\([^)]*\)$", "", title)
+
+
+def _article(value: str, rel: Relation) -> str:
+    if value == rel.answers[0] and rel.extra.get("article") == "the":
+        return "the"
+    return "an" if value[:1].lower() in "aeiou" else "a"
+
+
+def _fields(rel: Relation, value: str | None = None) -> dict:
+    verb = rel.kind.split(":")[1] if ":" in rel.kind else rel.verb
+    value = rel.answers[0] if value is None else value
+    return {"t": display_title(rel.title), "v": value, "verb": verb, "active": ACTIVE.get(verb, verb),
+            "country": DEMONYMS.get(value, value), "a": _article(value, rel)}
+
+
+def _fill(template: str, rel: Relation, value: str | None = None) -> str:
+    text = template.format(**_fields(rel, value))
+    return text[0].upper() + text[1:]
+
+
+def query_of(rel: Relation) -> str:
+    """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun."""
+    noun = QUERY_NOUN[_base(rel.kind)].format(**_fields(rel))
+    return normalize_space(f"{display_title(rel.title)} {noun}")
+
+
+def _distractors(rel: Relation, pool: list[Relation], rng: random.Random, n: int) -> list[str]:
+    """n values of the same relation from other articles (same topic first), none a gold answer or in the evidence."""
+    golds = {a.lower() for a in rel.answers}
+    same = [r for r in pool if r.topic == rel.topic and r.title != rel.title]
+    rest = [r for r in pool if r.topic != rel.topic]
+    values: list[str] = []
+    for other in rng.sample(same, len(same)) + rng.sample(rest, len(rest)):
+        value = other.answers[0]
+        if value.lower() not in golds and value.lower() not in rel.evidence.lower() and value not in values:
+            values.append(value)
+            if len(values) == n:
                 break
-    return items
+    return values
 
 
-def demo_retriever(corpus_json: str | Path | None, passages: str | None, passages_embeddings: str | None,
-                   encoder: str | None, work: Path):
-    """The dense retriever the demo uses: over `passages` (a TSV; with `passages_embeddings`, a glob of its shards),
-    else over `corpus_json` split into passages under work/, else over the embedded corpus (cached embeddings)."""
-    from smart.passages import vital_articles_to_tsv
+# ----------------------------------------------------------------------------------------------- items
+def phrasings(split: str, shape: str, base: str) -> list[str]:
+    """The templates of a split ("train" or "dev") for a shape and relation; the dev ones are never trained on."""
+    if shape == "open":
+        return (TRAIN_QUESTIONS if split == "train" else DEV_QUESTIONS)[base]
+    if shape == "claim":
+        statements = TRUE_STATEMENTS[base]
+        return statements[:-1] if split == "train" else statements[-1:]
+    return CHOICE_STEMS[base] + TRAIN_QUESTIONS[base] if split == "train" else DEV_QUESTIONS[base]
+
+
+def make_item(shape: str, rel: Relation, pool: list[Relation], rng: random.Random, split: str) -> dict | None:
+    """One unified item (instruction, input, output, task_type, queries, evidence, golds for scoring) of a shape:
+    open, claim or choice; None when the relation has too few values elsewhere for distractors."""
+    base = _base(rel.kind)
+    templates = phrasings(split, shape, base)
+    item = {"task_type": OPEN_QA, "input": "", "queries": [query_of(rel)], "evidence": [rel.evidence],
+            "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
+    if shape == "open":
+        return {**item, "instruction": _fill(rng.choice(templates), rel), "output": rel.answers[0]}
+    if shape == "claim":
+        true = rng.random() < 0.5
+        value = rel.answers[0]
+        if not true:
+            others = _distractors(rel, pool, rng, 1)
+            if not others:
+                return None
+            value = others[0]
+        claim = _fill(rng.choice(templates), rel, value)
+        return {**item, "task_type": FACT_VERIFICATION, "instruction": FACT_VERIFICATION_INSTRUCTION, "input": claim,
+                "claim": claim, "output": "true" if true else "false", "golds": ["true" if true else "false"]}
+    others = _distractors(rel, pool, rng, 3)
+    if len(others) < 3:
+        return None
+    choices = others + [rel.answers[0]]
+    rng.shuffle(choices)
+    stem = _fill(rng.choice(templates), rel)
+    return {**item, "task_type": MULTIPLE_CHOICE, "instruction": MULTIPLE_CHOICE_INSTRUCTION,
+            "input": stem + "\n" + format_choices(dict(zip(LABELS, choices))), "stem": stem,
+            "choices": {"text": choices, "label": list(LABELS)}, "answerKey": LABELS[choices.index(rel.answers[0])],
+            "output": rel.answers[0]}
+
+
+def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict | None:
+    """A two-entity question over two facts of one kind (nationality or year), answered from both evidences."""
+    item = {"task_type": MULTI_HOP_QA, "input": "", "queries": [query_of(a), query_of(b)],
+            "evidence": [a.evidence, b.evidence], "evidence_passages": [a.passage_id, b.passage_id], "answers": [],
+            "shape": "compare"}
+    if a.kind == "nationality":
+        same = DEMONYMS[a.answers[0]] == DEMONYMS[b.answers[0]]
+        question = rng.choice(COMPARE_NATIONALITY).format(t=display_title(a.title), u=display_title(b.title))
+        return {**item, "instruction": question, "output": "yes" if same else "no", "golds": ["yes" if same else "no"]}
+    if a.answers[0] == b.answers[0]:
+        return None
+    first = a if int(a.answers[0]) < int(b.answers[0]) else b
+    question = rng.choice(COMPARE_YEAR).format(t=display_title(a.title), u=display_title(b.title),
+                                                verb=a.kind.split(":")[1])
+    return {**item, "instruction": question, "output": display_title(first.title), "golds": [display_title(first.title)]}
+
+
+MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
+       "creator": 1}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
+
+
+def sample_relations(relations: list[Relation], rng: random.Random) -> list[Relation]:
+    """At most one fact per article, drawn round by round in the MIX proportions until every kind is used up."""
+    by_kind: dict[str, list[Relation]] = defaultdict(list)
+    for r in relations:
+        by_kind[_base(r.kind)].append(r)
+    for facts in by_kind.values():
+        rng.shuffle(facts)
+    picked, used = [], set()
+    while any(by_kind.values()):
+        for kind, count in MIX.items():
+            taken = 0
+            while taken < count and by_kind[kind]:
+                rel = by_kind[kind].pop()
+                if rel.title not in used:
+                    used.add(rel.title)
+                    picked.append(rel)
+                    taken += 1
+    return picked
+
+
+def pools_of(relations: list[Relation]) -> dict[str, list[Relation]]:
+    pools: dict[str, list[Relation]] = defaultdict(list)
+    for r in relations:
+        pools[r.kind].append(r)
+    return pools
+
+
+def compare_pairs(rels: list[Relation], n: int, rng: random.Random) -> list[tuple[Relation, Relation]]:
+    """Up to `n` pairs of people for two-entity questions, about half of them of the same nationality."""
+    people = [r for r in rels if r.kind == "nationality"]
+    pairs, used = [], set()
+    for a in people:
+        if len(pairs) == n:
+            break
+        if a.title in used:
+            continue
+        same = rng.random() < 0.5
+        for b in people:
+            if b.title not in used and b.title != a.title and \
+                    (DEMONYMS[b.answers[0]] == DEMONYMS[a.answers[0]]) == same:
+                pairs.append((a, b))
+                used |= {a.title, b.title}
+                break
+    return pairs
+
+
+def train_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rng: random.Random) -> list[dict]:
+    """`n` training items: one in eight a two-entity comparison, the rest open, claim and choice in turn (open
+    slightly more often), in shuffled order."""
+    pairs = compare_pairs(rels, n // 8, rng)
+    items = [item for a, b in pairs if (item := make_compare(a, b, rng))]
+    used = {r.title for pair in pairs for r in pair}
+    shapes = ["open", "claim", "choice", "open", "claim", "choice", "open"]
+    for rel in (r for r in rels if r.title not in used):
+        if len(items) >= n:
+            break
+        item = make_item(shapes[len(items) % len(shapes)], rel, pools[rel.kind], rng, "train")
+        if item:
+            items.append(item)
+    rng.shuffle(items)
+    return [{**item, "id": f"train_{i}", "dataset_name": f"demo_{item['shape']}"} for i, item in enumerate(items)]
+
+
+def dev_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rng: random.Random) -> dict[str, list[dict]]:
+    """`n` items per dev task, each from its own article: popqa (open), pubhealth (claim), arc_c (choice)."""
+    out: dict[str, list[dict]] = {task: [] for task in DEV_TASKS}
+    shapes = dict(zip(DEV_TASKS, ("open", "claim", "choice")))
+    pending = iter(rels)
+    for task in DEV_TASKS:
+        for rel in pending:
+            if len(out[task]) == n:
+                break
+            item = make_item(shapes[task], rel, pools[rel.kind], rng, "dev")
+            if item:
+                out[task].append({**item, "id": f"dev_{task}_{len(out[task])}"})
+    return out
+
+
+# ----------------------------------------------------------------------------------------------- passages
+def _holds(ctx: dict, item: dict) -> bool:
+    """Whether a passage holds the item's evidence sentence (or is one of its evidence passages)."""
+    text = normalize_space(ctx["text"])
+    return str(ctx["id"]) in item["evidence_passages"] or any(normalize_space(e) in text for e in item["evidence"])
+
+
+def training_ctxs(item: dict, hits: list[dict], store, n_docs: int, miss: bool, rng: random.Random) -> list[dict] | None:
+    """The passages a training item is located over: its retrieved passages, with every evidence passage put in
+    (at a random place, replacing a non-evidence one) for a hit, or with every evidence passage removed for a miss."""
+    keep = ["id", "title", "text"]
+    hits = [{k: h[k] for k in keep} for h in hits]
+    if miss:
+        others = [h for h in hits if not _holds(h, item)]
+        return others[:n_docs * len(item["queries"])] if len(others) >= n_docs else None
+    want = n_docs * len(item["queries"])
+    ctxs = [h for h in hits if not _holds(h, item)][:want - len(item["evidence_passages"])]
+    for pid in item["evidence_passages"]:
+        row = store.get(pid)
+        ctxs.insert(rng.randint(0, len(ctxs)), {"id": str(pid), "title": row["title"], "text": row["text"]})
+    return ctxs
+
+
+def dev_record(task: str, item: dict, ctxs: list[dict]) -> dict:
+    """A dev item in the paper's file shape for `task` (Self-RAG's PopQA / PubHealth / ARC-Challenge files)."""
+    ctxs = [{"id": str(c["id"]), "title": c["title"], "text": c["text"], "score": round(float(c["score"]), 4)}
+            for c in ctxs]
+    if task == "popqa":
+        return {"id": item["id"], "question": item["instruction"], "answers": item["golds"], "ctxs": ctxs}
+    if task == "pubhealth":
+        return {"id": item["id"], "question": item["claim"], "answers": item["golds"], "ctxs": ctxs}
+    return {"id": item["id"], "question": item["stem"], "choices": item["choices"], "answerKey": item["answerKey"],
+            "ctxs": ctxs}
+
+
+def demo_retriever(passages: str | None, passages_embeddings: str | None, encoder: str | None):
+    """The dense retriever the demo uses: over `passages` (a TSV; with `passages_embeddings`, a glob of its
+    shards), else over the embedded corpus (embeddings computed once and cached)."""
     from smart.retriever import Retriever, ensure_embedded_index
 
     encoder = encoder or defaults.EMBEDDED
     if passages_embeddings:
         return Retriever.from_paths(encoder, passages or defaults.EMBEDDED, passages_embeddings)
-    if passages in (None, "", defaults.EMBEDDED) and corpus_json is not None:
-        passages = str(work / "passages.tsv")
-        vital_articles_to_tsv(corpus_json, passages)
-    if passages in (None, "", defaults.EMBEDDED):
-        return ensure_embedded_index(encoder)
-    return ensure_embedded_index(encoder, passages, output_dir=str(work / "embeddings"), progress=False)
+    return ensure_embedded_index(encoder, passages or defaults.EMBEDDED)
 
 
-def build_demo_data(output_dir: str | Path, n_train: int = 100, n_dev: int = 50, n_docs: int = 3, seed: int = 0,
+def article_topics(corpus_json: str | Path | None) -> dict[str, str]:
+    import json
+
+    data = json.loads(Path(corpus_json or defaults.corpus_json()).read_text(encoding="utf-8"))
+    return {normalize_space(a.get("title") or k): a.get("topic") or "" for k, a in data.items()}
+
+
+def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50, n_docs: int = 3, seed: int = 0,
                     corpus_json: str | Path | None = None, passages: str | None = None,
                     passages_embeddings: str | None = None, encoder: str | None = None, tokenizer=None) -> dict:
-    """Write train_long.jsonl, train_short.jsonl, dev.jsonl and stats.json (+ the steps' files under work/).
-
-    `corpus_json`: the articles (vital-articles JSON: title -> {title, extract, description, topic}; default the
-    embedded one); only articles with passages in the retriever's TSV are asked about. `passages`,
-    `passages_embeddings`, `encoder`: the retriever (see `demo_retriever`). Every step reruns from scratch (seconds
-    once the corpus embeddings exist).
-    """
+    """Write train_long.jsonl, train_short.jsonl, {popqa,pubhealth,arc_c}_dev.jsonl and stats.json (+ the steps'
+    files under work/). Dev items are retrieved by their question (static retrieval, top 5 stored), as in the
+    paper's evaluation files. Every step reruns from scratch (seconds once the corpus embeddings exist)."""
     out, work = Path(output_dir), Path(output_dir) / "work"
     work.mkdir(parents=True, exist_ok=True)
     for step in ("intent", "located"):
         (work / f"{step}.jsonl").unlink(missing_ok=True)
-    retriever = demo_retriever(corpus_json, passages, passages_embeddings, encoder, work)
-    titles = {row["title"] for row in retriever.store}
-    articles = [a for a in load_articles(corpus_json) if a["title"] in titles]
-    if len(articles) < n_dev + 2:
-        raise InputError(f"{corpus_json or defaults.corpus_json()}: {len(articles)} usable articles with passages, "
-                         f"need more than --n_dev {n_dev} + 1")
+    retriever = demo_retriever(passages, passages_embeddings, encoder)
+    relations = extract_relations(retriever.store, article_topics(corpus_json))
     rng = random.Random(seed)
-    rng.shuffle(articles)
-    dev_articles, train_articles = articles[:n_dev], articles[n_dev:]
-    train_items = make_items(train_articles, n_train, KINDS, rng, "train")
-    dev_items = make_items(dev_articles, n_dev, DEV_KINDS, rng, "dev")
-    write_jsonl(work / "items.jsonl", train_items)
-    write_jsonl(work / "dev_items.jsonl", dev_items)
+    picked = sample_relations(relations, rng)
+    n_dev_articles = 3 * n_dev + n_dev // 2
+    if len(picked) < n_dev_articles + 20:
+        raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "
+                         f"{n_dev_articles + 20} for --n_dev {n_dev}")
+    dev_rels, train_rels = picked[:n_dev_articles], picked[n_dev_articles:]
+    pools = pools_of(relations)
+    train = train_items(train_rels, pools, n_train, rng)
+    dev = dev_items(dev_rels, pools, n_dev, rng)
 
+    write_jsonl(work / "items.jsonl", train)
     run_intent(str(work / "items.jsonl"), str(work / "intent.jsonl"), teacher=None)
     intent = [row for _, row in iter_jsonl(work / "intent.jsonl")]
-    ctxs = retriever.search_merged([row["queries"] for row in intent], n_docs)
-    write_jsonl(work / "retrieved.jsonl", [{**row, "ctxs": c} for row, c in zip(intent, ctxs)])
+    hits = retriever.search_merged([row["queries"] for row in intent], n_docs + 3)
+    retrieved, misses = [], 0
+    for row, found in zip(intent, hits):
+        miss = rng.random() < MISS_SHARE
+        ctxs = training_ctxs(row, found, retriever.store, n_docs if len(row["queries"]) == 1 else 2, miss, rng)
+        if ctxs:
+            misses += miss
+            retrieved.append({**row, "ctxs": ctxs, "miss": miss})
+    write_jsonl(work / "retrieved.jsonl", retrieved)
     located = work / "located.jsonl"
     run_locate(str(work / "retrieved.jsonl"), str(located), teacher=None)
-    items, longs, shorts, rejected = combine(list(iter_jsonl(located)))
+    rows = [(line, row) for line, row in iter_jsonl(located)
+            if row["miss"] or any(c["relevant"] for c in row["ctxs"])]  # a hit whose evidence was cut is dropped
+    items, longs, shorts, rejected = combine(rows)
     write_jsonl(out / "train_long.jsonl", longs)
     write_jsonl(out / "train_short.jsonl", shorts)
 
-    dev_ctxs = retriever.search([d["instruction"] for d in dev_items], n_docs)
-    dev = [{"id": d["id"], "question": d["instruction"], "answers": d["answers"], "ctxs": c}
-           for d, c in zip(dev_items, dev_ctxs)]
-    write_jsonl(out / "dev.jsonl", dev)
     stats = trajectory_stats(items, longs + shorts, tokenizer)
-    stats.update(dev=len(dev), rejected={k: len(v) for k, v in rejected.items()})
+    stats["dev"] = {}
+    for task, task_items in dev.items():
+        questions = [d["stem"] if task == "arc_c" else d.get("claim") or d["instruction"] for d in task_items]
+        records = [dev_record(task, d, c) for d, c in zip(task_items, retriever.search(questions, 5))]
+        write_jsonl(out / f"{task}_dev.jsonl", records)
+        in_top3 = sum(any(_holds(c, d) for c in r["ctxs"][:n_docs]) for d, r in zip(task_items, records))
+        stats["dev"][task] = {"n": len(records), "evidence_in_top3": in_top3}
+    stats.update(misses=sum(bool(i.get("miss")) for i in items), shapes=dict(sorted(
+        (s, sum(i["shape"] == s for i in items)) for s in {i["shape"] for i in items})),
+        relations=dict(sorted((k, len(v)) for k, v in pools.items())),
+        rejected={k: len(v) for k, v in rejected.items()})
     write_json(out / "stats.json", stats)
-    log.info("demo data in %s: %d long, %d short, %d dev", out, len(longs), len(shorts), len(dev))
+    log.info("demo data in %s: %d long, %d short, dev %s", out, len(longs), len(shorts), stats["dev"])
     return stats

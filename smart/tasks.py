@@ -192,6 +192,17 @@ def score(task: Task, ex: Example, answer: str) -> dict:
     return {"score": metrics.match(answer, ex.golds)}
 
 
+def gold_passages(task: Task, ex: Example) -> list[int] | None:
+    """1-based indices of the example's passages that hold a gold answer (for ARC, the gold choice's text); None
+    when the gold is a label with no text to look for (PubHealth)."""
+    from smart import metrics
+
+    if task.name == "pubhealth":
+        return None
+    golds = [ex.choices[ex.golds[0]]] if ex.choices else ex.golds
+    return [i for i, p in enumerate(ex.passages, start=1) if metrics.match(p.text, golds)]
+
+
 def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
     """Dataset-level numbers (percentages): score (match / accuracy / str-em), ASQA ROUGE-L and MAUVE."""
     from smart import metrics

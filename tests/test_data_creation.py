@@ -252,43 +252,101 @@ def test_validator_cli_counts_problems(tmp_path, capsys):
 # ----------------------------------------------------------------------------------------------- demo data, script
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory, encoder_dir) -> tuple[Path, Path, str]:
-    """34 articles of the embedded corpus: (vital-articles JSON, psgs_w100 TSV, glob of its embeddings)."""
+    """250 articles of the embedded corpus: (vital-articles JSON, psgs_w100 TSV, glob of its embeddings)."""
     from smart.defaults import corpus_json
     from smart.passages import vital_articles_to_tsv
     from smart.retriever import embed_passages
 
     corpus = json.loads(Path(corpus_json()).read_text())
     folder = tmp_path_factory.mktemp("corpus")
-    (folder / "corpus.json").write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::300]}))
+    (folder / "corpus.json").write_text(json.dumps({k: corpus[k] for k in sorted(corpus)[::40]}))
     vital_articles_to_tsv(folder / "corpus.json", folder / "psgs.tsv")
     embed_passages(str(encoder_dir), str(folder / "psgs.tsv"), str(folder / "emb"), progress=False)
     return folder / "corpus.json", folder / "psgs.tsv", str(folder / "emb" / "*")
 
 
+def test_relations_read_off_passages():
+    from smart.demo_data import relations_of_passage
+
+    person = relations_of_passage("Marie Curie", "People", "7", "Marie Curie was a Polish physicist and chemist "
+                                  "who conducted pioneering research on radioactivity. She was the first woman to win "
+                                  "a Nobel Prize.", first=True)
+    assert {r.kind: r.answers for r in person} == {"occupation": ["physicist"],
+                                                   "nationality": ["Polish", "Poland"]}
+    assert all(r.evidence.startswith("Marie Curie was") and r.passage_id == "7" for r in person)
+    film = relations_of_passage("Tokyo Story", "Arts", "9", "Tokyo Story is a 1953 Japanese drama film directed by "
+                                "Yasujirō Ozu and starring Chishū Ryū. It was released in 1953 in Japan.", first=True)
+    assert {r.kind: r.answers[0] for r in film} == {"category": "1953 Japanese drama film",
+                                                    "creator:directed": "Yasujirō Ozu", "year:released": "1953"}
+    city = relations_of_passage("Lima", "Geography", "3", "Lima is the capital and largest city of Peru, as well as "
+                                "a primate city. Its port is Callao.", first=True)
+    assert [(r.kind, r.answers) for r in city] == [("category", ["capital"]), ("capital_of", ["Peru"])]
+    later = relations_of_passage("Lima", "Geography", "4", "Lima is a city of contrasts.", first=False)
+    assert later == []  # definitions come only from an article's first sentence
+    for r in person + film + city:
+        assert r.answers[0] in r.evidence  # the canonical answer is a span of the evidence (aliases may follow)
+
+
+def test_demo_items_shapes_and_phrasings():
+    import random
+
+    from smart import demo_data as D
+
+    rels = [D.Relation(f"Person {i}", "People", "nationality", [dem, D.DEMONYMS[dem]], f"Person {i} was a {dem} poet.",
+                       str(i), "was") for i, dem in enumerate(["German", "French", "Italian", "Spanish", "German"])]
+    rng = random.Random(0)
+    pool = rels
+    opened = D.make_item("open", rels[0], pool, rng, "dev")
+    assert opened["output"] == "German" and opened["golds"] == ["German", "Germany"]
+    assert any(t.format(t="Person 0") == opened["instruction"] for t in D.DEV_QUESTIONS["nationality"])
+    choice = D.make_item("choice", rels[0], pool, rng, "train")
+    texts = choice["choices"]["text"]
+    assert len(set(texts)) == 4 and texts[LABEL_INDEX[choice["answerKey"]]] == "German"
+    assert sorted(t for t in texts if t != "German") == ["French", "Italian", "Spanish"]  # never the gold again
+    claims = [D.make_item("claim", rels[0], pool, random.Random(s), "train") for s in range(20)]
+    assert {c["output"] for c in claims} == {"true", "false"}
+    for c in claims:  # a false claim changes exactly the value: it no longer holds the gold
+        assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["output"] == "true")
+    pairs = D.compare_pairs(rels, 2, random.Random(1))
+    assert pairs and all(a.title != b.title for a, b in pairs)
+    # train and dev phrasings never overlap
+    for base in D.TRAIN_QUESTIONS:
+        assert not set(D.phrasings("train", "open", base)) & set(D.phrasings("dev", "open", base))
+        assert not set(D.phrasings("train", "claim", base)) & set(D.phrasings("dev", "claim", base))
+        assert not set(D.phrasings("train", "choice", base)) & set(D.phrasings("dev", "choice", base))
+
+
+LABEL_INDEX = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
 @pytest.mark.slow
 def test_demo_builder_tiny(tmp_path, tiny_corpus):
-    from smart.demo_data import build_demo_data
+    from smart.demo_data import DEV_TASKS, build_demo_data
+    from smart.tasks import load_examples
 
-    _, passages, embeddings = tiny_corpus  # the articles' metadata comes from the whole embedded corpus
-    stats = build_demo_data(tmp_path / "demo", n_train=15, n_dev=6, passages=str(passages), passages_embeddings=embeddings)
+    corpus_path, passages, embeddings = tiny_corpus
+    stats = build_demo_data(tmp_path / "demo", n_train=40, n_dev=5, passages=str(passages),
+                            passages_embeddings=embeddings, corpus_json=corpus_path)
     longs = [json.loads(x) for x in (tmp_path / "demo" / "train_long.jsonl").read_text().splitlines()]
     shorts = [json.loads(x) for x in (tmp_path / "demo" / "train_short.jsonl").read_text().splitlines()]
-    dev = [json.loads(x) for x in (tmp_path / "demo" / "dev.jsonl").read_text().splitlines()]
-    assert len(longs) == 15 and len(shorts) == 45 and len(dev) == 6 and stats["rejected"] == {}
+    assert 30 <= len(longs) <= 40 and stats["rejected"] == {}
     assert all(T.validate_record(r) == [] for r in longs + shorts)
-    assert {r["dataset_name"] for r in longs} >= {"demo_describe", "demo_field", "demo_claim", "demo_compare"}
-    assert stats["relevant_ratio"] > 0.2 and stats["queries_per_item"] > 1.0
-    for d in dev:
-        assert d["question"] and d["answers"] and len(d["ctxs"]) == 3
-        assert set(d["ctxs"][0]) >= {"id", "title", "text", "score"}
-    corpus_titles = {a["title"] for a in json.loads(tiny_corpus[0].read_text()).values()}
-    train_titles = {q for r in longs for q in T.parse_long(r["output"])[0].queries}
-    dev_titles = {q for x in (tmp_path / "demo" / "work" / "dev_items.jsonl").read_text().splitlines()
-                  for q in json.loads(x)["queries"]}
-    assert dev_titles and not train_titles & dev_titles  # dev articles are disjoint from train
-    assert train_titles | dev_titles <= corpus_titles  # only articles the retriever can find are asked about
-    assert not any(r["instruction"].startswith(q + "</eoi>") for r in longs
-                   for q in T.parse_long(r["output"])[0].queries)  # a query is never the request itself
+    assert {r["dataset_name"] for r in longs} >= {"demo_open", "demo_claim", "demo_choice"}
+    no_facts = [r for r in longs if "[Relevant]" not in r["output"]]
+    assert 0.05 <= len(no_facts) / len(longs) <= 0.4  # retrieval misses: every passage irrelevant, no [Cite]
+    assert all("[Cite]" not in r["output"] for r in no_facts)
+    assert stats["types"].get("generator_no_facts", 0) == len(no_facts)
+    dev_questions = set()
+    for task in DEV_TASKS:  # the paper's file shapes, read by the eval runner's own loader
+        examples = load_examples(task, tmp_path / "demo" / f"{task}_dev.jsonl", ndocs=3)
+        assert len(examples) == 5 and stats["dev"][task]["n"] == 5
+        dev_questions |= {ex.question for ex in examples}
+    train_requests = {r["instruction"] + r["input"] for r in longs}
+    items = [json.loads(x) for x in (tmp_path / "demo" / "work" / "items.jsonl").read_text().splitlines()]
+    train_subjects = {q.split(" ")[0] for i in items for q in i["queries"]}
+    assert not any(q in r for q in dev_questions for r in train_requests)
+    assert train_subjects  # the queries name the subject, never the request itself
+    assert not any(r["instruction"].split("</eoi>")[0] in i["queries"] for r in longs for i in items[:3])
 
 
 @pytest.mark.slow

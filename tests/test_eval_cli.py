@@ -80,6 +80,27 @@ def test_baselines_end_to_end(tmp_path, tiny_llama_dir, method):
 
 
 @pytest.mark.slow
+def test_several_tasks_and_methods_share_one_model_load(tmp_path, tiny_llama_dir, monkeypatch):
+    loads = []
+    real_load = run_eval.load_backend
+    monkeypatch.setattr(run_eval, "load_backend", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    argv = ["--task", "arc_c", "qa", "--input_file", str(FIXTURES / FILES["arc_c"]), str(FIXTURES / FILES["qa"]),
+            "--method", "smart", "vanilla_rag", "--model_name", str(tiny_llama_dir), "--backend", "hf",
+            "--max_new_tokens", "4", "--max_intent_tokens", "4", "--max_locator_tokens", "4",
+            "--output_dir", str(tmp_path / "out")]
+    assert exit_code(argv) == 0 and len(loads) == 1
+    written = sorted(p.name for p in (tmp_path / "out").glob("*.jsonl"))
+    assert written == ["arc_c_smart.jsonl", "arc_c_vanilla_rag.jsonl", "qa_smart.jsonl", "qa_vanilla_rag.jsonl"]
+    for name in written:
+        m = metrics_of(tmp_path / "out" / name)
+        assert f"{m['task']}_{m['method']}.jsonl" == name
+    rows = [r for _, r in iter_jsonl(tmp_path / "out" / "arc_c_smart.jsonl")]
+    assert all(isinstance(r["gold_passages"], list) for r in rows)
+    assert exit_code(argv[:2] + argv[3:]) == 2  # two files for one task: refused before anything runs
+    assert exit_code([*argv[:-2], "--output_file", str(tmp_path / "x.jsonl")]) == 2  # several runs need --output_dir
+
+
+@pytest.mark.slow
 def test_resume_skips_finished_examples(tmp_path, tiny_llama_dir, monkeypatch):
     code, out = run(tmp_path, tiny_llama_dir, "qa", "smart", "preds.jsonl", "--limit", "1")
     assert code == 0 and metrics_of(out)["examples_run"] == 1
