@@ -40,16 +40,14 @@ def env(name: str, default: str) -> str:
 
 def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     """The stages, in order, and the settings they were built from (sizes read from the environment)."""
-    from smart.training import cpu_supports_bf16
-
     quick = env("QUICK", "0") == "1"
     max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
-    n_train = env("N_TRAIN", "120" if quick else "400")
+    n_train = env("N_TRAIN", "80" if quick else "200")
     n_dev = env("N_DEV", "20" if quick else "50")
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")
     max_steps = env("MAX_STEPS", "0")
-    precision = env("PRECISION", "bf16" if cpu_supports_bf16() else "no")
+    precision = env("PRECISION", "bf16" if defaults.cpu_supports_bf16() else "no")
     eval_dtype = "bfloat16" if precision == "bf16" else "float32"
     backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
     passages, corpus, embeddings = defaults.passages_tsv(), defaults.corpus_json(), defaults.embeddings_dir()

@@ -2,11 +2,15 @@
 # The main job on the embedded defaults: prepare -> embed -> index/retrieve -> demo trajectories -> stage 1 (short)
 # -> stage 2 (long) -> evaluate SMART vs baselines -> report. Every stage is cached; rerun to resume.
 #
-# Sizes (environment variables; on 2 CPU cores the defaults take about 20 minutes plus 5 of one-time setup and
-# corpus embedding; QUICK=1 about 12 minutes from a fresh clone, setup included):
-#   QUICK=1          small preset (N_TRAIN=40 N_DEV=30 MAX_ARTICLES=2000)
-#   N_TRAIN, N_DEV   demo questions for training / evaluation (default 100 / 100)
+# Sizes (environment variables; on 2 CPU cores the defaults take about 25 minutes once .venv exists, the corpus
+# embedding included; QUICK=1 about 12):
+#   QUICK=1          small preset (N_TRAIN=80 N_DEV=20 MAX_ARTICLES=2000)
+#   N_TRAIN, N_DEV   demo training items / dev questions per dev task (default 200 / 50)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
+#   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3, constant
+#                    after 3% warmup), LORA_RANK (16)
+#   PRECISION        bf16 (default where the CPU has bf16 matrix instructions: train under autocast, evaluate in
+#                    bfloat16) or no (float32 throughout)
 #   MAX_ARTICLES     use the passages of only this many articles (0 = the whole ~12k-passage corpus)
 #   NO_VLLM=1        evaluate with transformers instead of vLLM (and do not install vLLM)
 #   RUN_DIR          where runs go (default runs/quickstart); SMART_DATA: prepared data (default data/)
