@@ -407,7 +407,7 @@ def dev_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rn
     out: dict[str, list[dict]] = {task: [] for task in DEV_TASKS}
     shapes = dict(zip(DEV_TASKS, ("open", "claim", "choice")))
     pending = iter(rels)
-    for task in DEV_TASKS:
+    for task in reversed(DEV_TASKS):  # the choice task first: it can fail for want of distractors, open never does
         for rel in pending:
             if len(out[task]) == n:
                 break
@@ -484,7 +484,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     relations = extract_relations(retriever.store, article_topics(corpus_json))
     rng = random.Random(seed)
     picked = sample_relations(relations, rng)
-    n_dev_articles = 3 * n_dev + n_dev // 2
+    n_dev_articles = 4 * n_dev
     if len(picked) < n_dev_articles + 20:
         raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "
                          f"{n_dev_articles + 20} for --n_dev {n_dev}")
@@ -492,6 +492,9 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     pools = pools_of(relations)
     train = train_items(train_rels, pools, n_train, rng)
     dev = dev_items(dev_rels, pools, n_dev, rng)
+    if short := {task: len(items) for task, items in dev.items() if len(items) < n_dev}:
+        raise InputError(f"{retriever.store.path}: too few facts for --n_dev {n_dev} per task (got {short}); "
+                         "use a larger corpus or a smaller --n_dev")
 
     write_jsonl(work / "items.jsonl", train)
     run_intent(str(work / "items.jsonl"), str(work / "intent.jsonl"), teacher=None)
