@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 LOG_FILE = "training_log.jsonl"  # one JSON row per logging step: step, epoch, loss, learning_rate, ...
 STATE_FILE = "trainer_state.json"  # in each checkpoint folder: the optimizer step it was taken at
+ADAPTER_RECORD = "adapter_training.json"  # beside a LoRA adapter: the trained model's embedding_rows (for merge_lora)
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -172,13 +173,33 @@ def special_token_ids(tokenizer) -> list[int]:
     return tokenizer.convert_tokens_to_ids(trajectory.SPECIAL_TOKENS)
 
 
+def token_row_modules(model) -> dict[str, torch.nn.Module]:
+    """The modules with one row per token, by name: the input embeddings, and the output head unless tied to them."""
+    embeddings, head = model.get_input_embeddings(), model.get_output_embeddings()
+    wanted = [embeddings] + ([head] if head is not None and head.weight is not embeddings.weight else [])
+    return {name: module for name, module in model.named_modules() if any(module is w for w in wanted)}
+
+
 def add_special_tokens(model, tokenizer) -> int:
-    """Add trajectory.SPECIAL_TOKENS (kept single tokens), resize the embeddings; returns how many were new."""
+    """Add trajectory.SPECIAL_TOKENS (kept single tokens); returns how many were new.
+
+    Each new token's rows (input embedding; output head too when untied) start at the mean of the rows of the
+    pieces the tokenizer split its text into before, so the new tokens start apart, each near its spelling.
+    The embeddings grow only when a new id lies past the last row (a padded vocabulary may have room already).
+    """
+    from peft.utils.integrations import gather_params_ctx
+
+    vocab = tokenizer.get_vocab()
+    pieces = {t: tokenizer(t, add_special_tokens=False)["input_ids"] for t in trajectory.SPECIAL_TOKENS if t not in vocab}
     added = tokenizer.add_special_tokens(
         {"additional_special_tokens": trajectory.SPECIAL_TOKENS}, replace_extra_special_tokens=False
     )
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        model.resize_token_embeddings(len(tokenizer))
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    for module in token_row_modules(model).values():
+        with gather_params_ctx(module.weight), torch.no_grad():  # ZeRO-3: whole rows, rank 0's values kept
+            for token, ids in pieces.items():
+                module.weight[tokenizer.convert_tokens_to_ids(token)] = module.weight[ids].float().mean(0)
     return added
 
 
@@ -211,10 +232,12 @@ def load_model_and_tokenizer(model_name_or_path: str, tokenizer_name: str | None
 
 def apply_lora(model, tokenizer, rank: int, alpha: float, dropout: float, target_modules: str | list[str],
                train_special_tokens: bool):
-    """Wrap in a peft LoRA model; the special-token rows of the (tied) embeddings train and save with the adapter."""
+    """Wrap in a peft LoRA model; the special tokens' rows (input embeddings, and the output head when it is not
+    tied to them) train and save with the adapter, and merge_and_unload writes them into the weights."""
     from peft import LoraConfig, TaskType, get_peft_model
 
-    token_rows = {"trainable_token_indices": special_token_ids(tokenizer)} if train_special_tokens else {}
+    ids = special_token_ids(tokenizer)
+    token_rows = {"trainable_token_indices": {name: ids for name in token_row_modules(model)}} if train_special_tokens else {}
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=target_modules, **token_rows)
     model = get_peft_model(model, config)
@@ -276,12 +299,28 @@ def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
     return path
 
 
-def save_model(accelerator, model, tokenizer, out: Path) -> None:
-    """Save a loadable model (full fine-tuning) or adapter (LoRA) plus the tokenizer (ZeRO-3/FSDP safe)."""
+def save_model(accelerator, model, tokenizer, out: Path, adapter_record: dict | None = None) -> None:
+    """Save a loadable model (full fine-tuning) or adapter (LoRA) plus the tokenizer (ZeRO-3/FSDP safe).
+
+    An adapter holds its LoRA weights and the trained special-token rows, not whole (resized) embedding matrices,
+    and `adapter_record` goes beside it as ADAPTER_RECORD.
+    """
     state = accelerator.get_state_dict(model)
-    if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(out, state_dict=state, safe_serialization=True)
-        tokenizer.save_pretrained(out)
+    if not accelerator.is_main_process:
+        return
+    unwrapped = accelerator.unwrap_model(model)
+    if adapter_record is None:
+        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
+    else:
+        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True, save_embedding_layers=False)
+        (out / ADAPTER_RECORD).write_text(json.dumps(adapter_record) + "\n")
+    tokenizer.save_pretrained(out)
+
+
+def read_adapter_record(lora_path: str | os.PathLike) -> dict:
+    """The ADAPTER_RECORD beside an adapter ({} for adapters saved without one)."""
+    path = Path(lora_path) / ADAPTER_RECORD
+    return json.loads(path.read_text()) if path.exists() else {}
 
 
 def train(args: TrainArgs) -> Path:
@@ -309,6 +348,7 @@ def train(args: TrainArgs) -> Path:
     if not features:
         raise InputError(f"{args.train_file}: no example has a supervised token within --max_seq_length {args.max_seq_length}")
     log.info("%d examples, %d dropped (no supervised token within %d tokens)", len(features), dropped, args.max_seq_length)
+    adapter_record = {"embedding_rows": model.get_input_embeddings().num_embeddings} if args.use_lora else None
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
@@ -353,7 +393,7 @@ def train(args: TrainArgs) -> Path:
     def checkpoint_now(step: int) -> None:
         folder = output_dir / f"step_{step}"
         accelerator.save_state(str(folder))
-        save_model(accelerator, model, tokenizer, folder)
+        save_model(accelerator, model, tokenizer, folder, adapter_record)
         if accelerator.is_main_process:
             (folder / STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
         accelerator.wait_for_everyone()
@@ -410,7 +450,7 @@ def train(args: TrainArgs) -> Path:
             break
 
     accelerator.wait_for_everyone()
-    save_model(accelerator, model, tokenizer, output_dir)
+    save_model(accelerator, model, tokenizer, output_dir, adapter_record)
     if args.with_tracking:
         accelerator.end_training()
     accelerator.print(f"saved {'adapter' if args.use_lora else 'model'} and tokenizer to {output_dir}")
@@ -430,8 +470,9 @@ def _truncate_log(path: Path, step: int) -> None:
 def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, probe: str | None = None) -> float:
     """Merge a LoRA adapter into its base model and save model + tokenizer; returns the max logit difference.
 
-    The base is resized to the adapter's tokenizer; a base whose vocabulary is not the start of the adapter's
-    is an error. The merged logits must equal the adapter's on a probe input before anything is saved.
+    The base is resized to the embedding rows the adapter was trained with (its ADAPTER_RECORD; else its
+    tokenizer's length); a base whose vocabulary is not the start of the adapter's is an error. The merged
+    logits must equal the adapter's on a probe input before anything is saved.
     """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -441,9 +482,10 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
         raise InputError(f"{lora_path}: no adapter_config.json (not a LoRA adapter folder)")
     tokenizer = AutoTokenizer.from_pretrained(lora_path)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    check_vocabulary(base_path, base.get_input_embeddings().num_embeddings, tokenizer, lora_path)
-    if len(tokenizer) > base.get_input_embeddings().num_embeddings:
-        base.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    trained_rows = read_adapter_record(lora_path).get("embedding_rows", len(tokenizer))
+    check_vocabulary(base_path, base.get_input_embeddings().num_embeddings, trained_rows, tokenizer, lora_path)
+    if trained_rows > base.get_input_embeddings().num_embeddings:
+        base.resize_token_embeddings(trained_rows, mean_resizing=False)
     try:
         peft_model = PeftModel.from_pretrained(base, lora_path).eval()
     except RuntimeError as e:  # tensor shapes of another architecture
@@ -467,13 +509,14 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     return diff
 
 
-def check_vocabulary(base_path: str, base_rows: int, adapter_tokenizer, lora_path: str) -> None:
-    """The base's tokens must keep their ids in the adapter's tokenizer (which may only add tokens after them)."""
+def check_vocabulary(base_path: str, base_rows: int, trained_rows: int, adapter_tokenizer, lora_path: str) -> None:
+    """The base may not have more embedding rows than the adapter's model, and its tokens must keep their ids in
+    the adapter's tokenizer (which may only add tokens after them)."""
     from transformers import AutoTokenizer
 
     problem = None
-    if base_rows > len(adapter_tokenizer):
-        problem = f"has {base_rows} embedding rows, the adapter's tokenizer {len(adapter_tokenizer)} tokens"
+    if base_rows > trained_rows:
+        problem = f"has {base_rows} embedding rows, the adapter's model {trained_rows}"
     else:
         try:
             base_vocab = AutoTokenizer.from_pretrained(base_path).get_vocab()

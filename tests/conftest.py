@@ -50,3 +50,28 @@ def tiny_llama_dir(tmp_path_factory, embedded_llm_dir):
     LlamaForCausalLM(config).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# variants of the tiny Llama (config changes): the output head untied from the input embeddings (as in Llama-2),
+# and a vocabulary padded beyond the tokenizer (SmolLM2's 49152 tokens + 64 spare rows)
+TINY_VARIANTS = {"tied": {}, "untied": {"tie_word_embeddings": False},
+                 "padded_untied": {"tie_word_embeddings": False, "vocab_size": 49152 + 64}}
+
+
+@pytest.fixture(scope="session")
+def tiny_variant_dir(request, tmp_path_factory, tiny_llama_dir):
+    """The tiny Llama variant named by the (indirect) parameter, freshly initialized, same tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
+
+    changes = TINY_VARIANTS[request.param]
+    if not changes:
+        return tiny_llama_dir
+    out = tmp_path_factory.mktemp(f"tiny_llama_{request.param}")
+    config = AutoConfig.from_pretrained(tiny_llama_dir)
+    for name, value in changes.items():
+        setattr(config, name, value)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_llama_dir).save_pretrained(out)
+    return out

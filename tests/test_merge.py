@@ -65,6 +65,43 @@ def test_merged_logits_equal_adapter_logits(tmp_path, tiny_llama_dir, adapter_di
                            AutoModelForCausalLM.from_pretrained(tiny_llama_dir).model.layers[0].self_attn.q_proj.weight)
 
 
+@pytest.mark.parametrize("tiny_variant_dir", ["tied", "untied", "padded_untied"], indirect=True)
+def test_trained_special_token_rows_survive_merging(tmp_path, tiny_variant_dir):
+    """LoRA trains the special tokens' rows (the input embeddings, and an untied head's too); merging writes them."""
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    trajectory = T.Trajectory(["hamlet author"], [T.Passage("Hamlet", "A play by Shakespeare."), T.Passage("Paris", "A city.")],
+                              [T.Fact(1, True, "Hamlet", "A play by Shakespeare."), T.Fact(2, False)], "Shakespeare", [1])
+    data = tmp_path / "t.jsonl"
+    data.write_text(json.dumps({"instruction": "Who wrote Hamlet?", "input": "", "output": T.render_long(trajectory)}) + "\n")
+    adapter = training.train(training.TrainArgs(
+        train_file=str(data), output_dir=str(tmp_path / "lora"), model_name_or_path=str(tiny_variant_dir),
+        use_special_tokens=True, use_lora=True, lora_rank=4, lora_dropout=0.0, learning_rate=1e-2, max_train_steps=2,
+        lr_scheduler_type="constant"))
+    trained = load_file(adapter / "adapter_model.safetensors")
+    assert not [k for k in trained if "base_layer" in k]  # the trained rows only, no whole embedding matrix
+    training.merge_lora(str(tiny_variant_dir), str(adapter), str(tmp_path / "merged"))
+
+    start, tokenizer = training.load_model_and_tokenizer(str(tiny_variant_dir))
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged")
+    ids = training.special_token_ids(tokenizer)
+    untied = not start.config.tie_word_embeddings
+    modules = training.token_row_modules(merged)
+    assert list(modules) == ["model.embed_tokens"] + ["lm_head"] * untied
+    assert merged.get_input_embeddings().num_embeddings == start.get_input_embeddings().num_embeddings  # padded: kept
+    for name, module in modules.items():
+        rows, start_weight = module.weight.detach(), start.get_submodule(name).weight.detach()
+        adapter_rows = trained[f"base_model.model.{name}.token_adapter.trainable_tokens_delta"]
+        assert torch.equal(rows[ids], adapter_rows)  # the adapter's trained rows, carried over exactly
+        assert not torch.equal(adapter_rows, start_weight[ids])  # ... and they did train
+        others = torch.ones(rows.shape[0], dtype=torch.bool)
+        others[ids] = False
+        assert torch.equal(rows[others], start_weight[others])  # no other token's row moved
+    if untied:
+        assert not torch.equal(merged.lm_head.weight[ids], merged.get_input_embeddings().weight[ids])
+
+
 def test_base_with_other_vocabulary_is_refused(tmp_path, tiny_llama_dir, adapter_dir):
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 

@@ -171,6 +171,46 @@ def test_packing_equals_padded_and_separate_examples(tiny_llama_dir, tokenizer, 
     torch.testing.assert_close(inside[-len(alone):], alone, rtol=1e-4, atol=1e-4)
 
 
+# ----------------------------------------------------------------------------------------------- special tokens
+def special_rows(model, tokenizer) -> dict[str, torch.Tensor]:
+    """The special tokens' rows in each module holding token rows (input embeddings; an untied head), by name."""
+    ids = training.special_token_ids(tokenizer)
+    return {name: m.weight[ids].detach().clone() for name, m in training.token_row_modules(model).items()}
+
+
+@pytest.mark.parametrize("tiny_variant_dir", ["tied", "untied", "padded_untied"], indirect=True)
+def test_new_token_rows_start_at_the_mean_of_their_pieces(tiny_variant_dir):
+    import torch.nn.functional as F
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_variant_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_variant_dir)
+    n_tokens, rows = len(tok), model.get_input_embeddings().num_embeddings
+    pieces = [tok(t, add_special_tokens=False)["input_ids"] for t in T.SPECIAL_TOKENS]
+    before = {name: m.weight.detach().clone() for name, m in training.token_row_modules(model).items()}
+    untied = not model.config.tie_word_embeddings
+    assert list(before) == ["model.embed_tokens"] + ["lm_head"] * untied and min(map(len, pieces)) > 1
+
+    assert training.add_special_tokens(model, tok) == len(T.SPECIAL_TOKENS)
+    ids = training.special_token_ids(tok)
+    assert ids == list(range(n_tokens, n_tokens + len(ids)))
+    assert model.get_input_embeddings().num_embeddings == max(rows, len(tok))  # padded: the new ids fit, no resize
+    untouched = torch.ones(rows, dtype=torch.bool)
+    untouched[[i for i in ids if i < rows]] = False
+    for name, module in training.token_row_modules(model).items():
+        weight = module.weight.detach()
+        for i, piece_ids in zip(ids, pieces):
+            torch.testing.assert_close(weight[i], before[name][piece_ids].mean(0))
+        assert torch.equal(weight[:rows][untouched], before[name][untouched])  # old tokens and spare rows unchanged
+        cosine = F.cosine_similarity(weight[ids, None], weight[None, ids], dim=-1)
+        assert cosine[~torch.eye(len(ids), dtype=torch.bool)].max() < 0.9  # apart (one shared mean: ~1.0)
+    head, embeddings = model.get_output_embeddings().weight[ids], model.get_input_embeddings().weight[ids]
+    assert torch.equal(head, embeddings) != untied  # tied: the head follows; untied: its own pieces' mean
+    snapshot = special_rows(model, tok)
+    assert training.add_special_tokens(model, tok) == 0  # a second call adds and changes nothing
+    assert all(torch.equal(snapshot[k], v) for k, v in special_rows(model, tok).items())
+
+
 # ----------------------------------------------------------------------------------------------- training
 def short_rows() -> list[dict]:
     rows = []
@@ -178,6 +218,34 @@ def short_rows() -> list[dict]:
                       ("Tallest mountain?", "Mount Everest")]:
         rows.append({"id": q, "type": T.GENERATOR_NO_FACTS, "instruction": q + T.EOI + "\n\n" + T.GENERATOR,
                      "input": "", "output": T.render_answer(answer, [])})
+    return rows
+
+
+KNOWLEDGE = [  # question, search queries, the passage that answers it, answer
+    ("Who wrote Hamlet?", ["who wrote hamlet", "hamlet author"], PASSAGES[0], "William Shakespeare"),
+    ("What is the capital of France?", ["capital of france"], PASSAGES[1], "Paris"),
+    ("What is the tallest mountain?", ["tallest mountain on earth", "highest peak"],
+     T.Passage("Mount Everest", "Mount Everest is Earth's highest mountain above sea level."), "Mount Everest"),
+    ("Who painted the Mona Lisa?", ["mona lisa painter"],
+     T.Passage("Mona Lisa", "The Mona Lisa is a portrait painted by Leonardo da Vinci."), "Leonardo da Vinci"),
+    ("Which ocean is the largest?", ["largest ocean", "biggest ocean by area"],
+     T.Passage("Pacific Ocean", "The Pacific Ocean is the largest and deepest of Earth's oceans."), "The Pacific Ocean"),
+    ("At what temperature does water boil?", ["boiling point of water"],
+     T.Passage("Water", "Water boils at 100 degrees Celsius at sea level."), "100 degrees Celsius"),
+]
+
+
+def long_rows() -> list[dict]:
+    """One long trajectory per KNOWLEDGE item: the answering passage and another item's, in alternating order."""
+    rows = []
+    for k, (question, queries, passage, answer) in enumerate(KNOWLEDGE):
+        other = KNOWLEDGE[(k + 1) % len(KNOWLEDGE)][2]
+        passages, relevant = ([passage, other], 1) if k % 2 == 0 else ([other, passage], 2)
+        facts = sorted([T.Fact(relevant, True, passage.title, passage.text), T.Fact(3 - relevant, False)],
+                       key=lambda f: f.index)
+        trajectory = T.Trajectory(queries, passages, facts, answer, [relevant])
+        rows.append({"id": question, "type": T.LONG, "instruction": question, "input": "",
+                     "output": T.render_long(trajectory)})
     return rows
 
 
@@ -208,6 +276,23 @@ def test_training_learns_trajectories_and_greedy_decoding_reproduces_them(tmp_pa
         ids = tokenizer(T.format_prompt(row["instruction"]), return_tensors="pt")["input_ids"]
         generated = model.generate(ids, max_new_tokens=40, do_sample=False)[0, ids.shape[1]:]
         assert tokenizer.decode(generated) == row["output"]  # the answer, then </eog> stops generation
+
+
+@pytest.mark.parametrize("tiny_variant_dir", ["tied", "untied"], indirect=True)
+def test_full_fine_tuning_trains_the_special_token_rows(tmp_path, tiny_variant_dir):
+    from transformers import AutoModelForCausalLM
+
+    out = training.train(train_args(tiny_variant_dir, write_jsonl(tmp_path / "t.jsonl", long_rows()[:2]), tmp_path / "out",
+                                    per_device_train_batch_size=2, max_train_steps=2))
+    start_model, tokenizer = training.load_model_and_tokenizer(str(tiny_variant_dir))
+    start, trained = special_rows(start_model, tokenizer), special_rows(AutoModelForCausalLM.from_pretrained(out), tokenizer)
+    untied = not start_model.config.tie_word_embeddings
+    assert list(trained) == ["model.embed_tokens"] + ["lm_head"] * untied
+    for name, rows in trained.items():
+        changed = dict(zip(T.SPECIAL_TOKENS, (rows != start[name]).any(dim=1).tolist()))
+        # </eog> ends each example: as an input it predicts nothing, so only a head (tied or not) moves its row
+        idle = {T.EOG} if untied and name == "model.embed_tokens" else set()
+        assert changed == {t: t not in idle for t in T.SPECIAL_TOKENS}
 
 
 @pytest.mark.slow
