@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 def run_quickstart(run_dir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "RUN_DIR": str(run_dir), "MAX_ARTICLES": "150", "N_TRAIN": "8", "N_DEV": "3",
-           "MAX_STEPS": "2", "NO_VLLM": "1", "PYTHONUNBUFFERED": "1"}
+           "MAX_STEPS": "2", "NO_VLLM": "1", "PRECISION": "no", "MAX_NEW_TOKENS": "16", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([sys.executable, "scripts/quickstart.py"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=1800)
 
