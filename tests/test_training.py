@@ -296,6 +296,30 @@ def test_full_fine_tuning_trains_the_special_token_rows(tmp_path, tiny_variant_d
 
 
 @pytest.mark.slow
+def test_short_lora_run_teaches_each_step_its_end_token(tmp_path, embedded_llm_dir):
+    """Teacher-forced on its training trajectories, the model ends each agent's step with that step's token
+    (`</eor>` after Search(...), `</eol>` after the locator lines, `</eog>` after the answer) and never ends early."""
+    from peft import PeftModel
+
+    rows = long_rows()
+    out = training.train(train_args(embedded_llm_dir, write_jsonl(tmp_path / "t.jsonl", rows), tmp_path / "out",
+                                    use_lora=True, lora_rank=16, lora_alpha=32, lora_dropout=0.0,
+                                    per_device_train_batch_size=len(rows), max_train_steps=10))
+    base, tokenizer = training.load_model_and_tokenizer(str(embedded_llm_dir))
+    model = PeftModel.from_pretrained(base, out).eval()
+    ends = tokenizer.convert_tokens_to_ids([T.EOR, T.EOL, T.EOG])
+    for row in rows:
+        enc = training.encode(training.Example(row["id"], T.format_prompt(row["instruction"]), row["output"]), tokenizer, 1024)
+        with torch.no_grad():
+            predicted = model(torch.tensor([enc["input_ids"]])).logits[0].argmax(-1).tolist()
+        # (target, argmax of the position before it) for every supervised token
+        pairs = [(label, predicted[i - 1]) for i, label in enumerate(enc["labels"]) if label != training.IGNORE_INDEX]
+        assert [label for label, _ in pairs if label in ends] == ends
+        assert [guess for label, guess in pairs if label in ends] == ends, row["id"]
+        assert [guess for label, guess in pairs if label not in ends and guess in ends] == [], row["id"]
+
+
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(tmp_path, tiny_llama_dir):
     from safetensors.torch import load_file
 
