@@ -33,7 +33,9 @@ cd "$(dirname "$0")"
 : "${SEED:=42}"
 : "${NUM_GPUS:=$("$PYTHON" -c 'import torch; print(torch.cuda.device_count())')}"
 : "${ACCELERATE_CONFIG:=multi_agent/configs/deepspeed_zero3.yaml}"
-: "${PRECISION:=$([ "$NUM_GPUS" -gt 0 ] && echo bf16 || echo no)}"   # bf16 | fp16 | no
+# bf16 | fp16 | no; default bf16 on GPUs and on CPUs with bf16 matrix instructions (AVX512-BF16/AMX), else no
+: "${PRECISION:=$([ "$NUM_GPUS" -gt 0 ] && echo bf16 || "$PYTHON" -c \
+  'from smart.defaults import cpu_supports_bf16; print("bf16" if cpu_supports_bf16() else "no")')}"
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" TOKENIZERS_PARALLELISM=false
 
 PROCESSES=$(( NUM_GPUS > 0 ? NUM_GPUS : 1 ))

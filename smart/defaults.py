@@ -11,10 +11,13 @@ Everything prepared lands in one git-ignored folder, `$SMART_DATA` (default `<re
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import shutil
 from pathlib import Path
+
+from smart.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -82,10 +85,22 @@ def prepare_passages() -> Path:
 
 
 def prepare_llm() -> Path:
-    """Materialize SmolLM2-135M-Instruct (GGUF, Q4_1) as a dense fp32 HF checkpoint (once)."""
+    """Materialize SmolLM2-135M-Instruct (GGUF, Q4_1) as a dense fp32 HF checkpoint (once).
+
+    Its config.json records no `dtype`: dequantized 4-bit weights were not trained in any precision, so the
+    backends' `dtype="auto"` runs it at their defaults, while fine-tuned models record their training precision.
+    """
     out = llm_dir()
-    if (out / "config.json").exists() and any(out.glob("*.safetensors")):
-        return out
+    if not ((out / "config.json").exists() and any(out.glob("*.safetensors"))):
+        _dequantize_llm(out)
+    config = out / "config.json"
+    fields = json.loads(config.read_text())
+    if "dtype" in fields:  # written by save_pretrained (and by versions before this one): drop it
+        write_json(config, {k: v for k, v in fields.items() if k != "dtype"})
+    return out
+
+
+def _dequantize_llm(out: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
@@ -111,7 +126,6 @@ def prepare_llm() -> Path:
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     log.info("saved dense checkpoint to %s", out)
-    return out
 
 
 def prepare_all() -> dict[str, Path]:
@@ -126,9 +140,6 @@ def write_article_subset(corpus: str | os.PathLike, out_json: str | os.PathLike,
 
     Writes the vital-articles JSON subset and its psgs_w100-format TSV; returns the number of passages.
     """
-    import json
-
-    from smart.io import write_json
     from smart.passages import vital_articles_to_tsv
 
     articles = json.loads(Path(corpus).read_text(encoding="utf-8"))

@@ -9,6 +9,11 @@ attention mask; transformers' mask builder (`masking_utils.find_packed_sequence_
 resets into a block-diagonal causal mask (sdpa/eager), and flash-attention uses them as varlen boundaries, so
 examples never attend to each other and no compute goes to padding (tests/test_training.py proves the equivalence).
 
+Special tokens (`--use_special_tokens`): each new token's rows start at the mean of its sub-word pieces' rows and
+train (LoRA: as peft trainable tokens, the untied output head's rows too). Precision (`--bf16`): float32 weights
+(a LoRA base on GPUs: bf16) under bf16 autocast, on CPUs too; the model records it (config.json `dtype`, an adapter's ADAPTER_RECORD), full
+and merged models are saved in it, and the backends' `dtype="auto"` evaluates in it.
+
 The loop runs as one CPU process or under `accelerate launch` (DDP, DeepSpeed ZeRO-2/3, FSDP; configs in
 multi_agent/configs/). Checkpoints hold the accelerate state (model, optimizer, scheduler, RNG) plus a loadable
 model or adapter and the tokenizer; resuming continues from the same optimizer step and data order.
@@ -29,14 +34,15 @@ import torch
 import torch.nn.functional as F
 
 from smart import defaults, trajectory
-from smart.io import InputError, read_records, require, where
+from smart.io import InputError, read_records, require, where, write_json
 
 log = logging.getLogger(__name__)
 
 IGNORE_INDEX = -100
 LOG_FILE = "training_log.jsonl"  # one JSON row per logging step: step, epoch, loss, learning_rate, ...
 STATE_FILE = "trainer_state.json"  # in each checkpoint folder: the optimizer step it was taken at
-ADAPTER_RECORD = "adapter_training.json"  # beside a LoRA adapter: the trained model's embedding_rows (for merge_lora)
+ADAPTER_RECORD = "adapter_training.json"  # beside a LoRA adapter: the training dtype and embedding_rows
+TRAINED_DTYPES = {"no": "float32", "bf16": "bfloat16", "fp16": "float16"}  # --mixed_precision -> the model's dtype
 
 
 # ----------------------------------------------------------------------------------------------- data
@@ -299,22 +305,43 @@ def resolve_checkpoint(output_dir: str, resume: str | None) -> Path | None:
     return path
 
 
-def save_model(accelerator, model, tokenizer, out: Path, adapter_record: dict | None = None) -> None:
+def save_model(accelerator, model, tokenizer, out: Path, record: dict) -> None:
     """Save a loadable model (full fine-tuning) or adapter (LoRA) plus the tokenizer (ZeRO-3/FSDP safe).
 
-    An adapter holds its LoRA weights and the trained special-token rows, not whole (resized) embedding matrices,
-    and `adapter_record` goes beside it as ADAPTER_RECORD.
+    `record` = {"dtype": the training precision, "embedding_rows": the embedding rows trained}. A full model is
+    saved in that dtype, which its config.json records. An adapter holds its LoRA weights and the trained
+    special-token rows, not whole (resized) embedding matrices, with `record` beside it as ADAPTER_RECORD.
     """
+    from peft import PeftModel
+
     state = accelerator.get_state_dict(model)
     if not accelerator.is_main_process:
         return
     unwrapped = accelerator.unwrap_model(model)
-    if adapter_record is None:
-        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
-    else:
+    if isinstance(unwrapped, PeftModel):
         unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True, save_embedding_layers=False)
-        (out / ADAPTER_RECORD).write_text(json.dumps(adapter_record) + "\n")
+        write_json(out / ADAPTER_RECORD, record)
+    else:
+        state = cast_state(state, getattr(torch, record["dtype"]))
+        unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
+        record_dtype(out, record["dtype"])
     tokenizer.save_pretrained(out)
+
+
+def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """`state` with its floating-point tensors in `dtype`; tensors sharing storage (tied weights) stay shared,
+    so save_pretrained still writes them once."""
+    cast: dict[tuple, torch.Tensor] = {}
+    for v in state.values():
+        if v.is_floating_point() and (v.data_ptr(), v.shape) not in cast:
+            cast[v.data_ptr(), v.shape] = v.to(dtype)
+    return {k: cast[v.data_ptr(), v.shape] if v.is_floating_point() else v for k, v in state.items()}
+
+
+def record_dtype(model_dir: Path, dtype: str) -> None:
+    """Set the `dtype` in a saved model's config.json (save_pretrained writes the parameters' own)."""
+    path = model_dir / "config.json"
+    write_json(path, {**json.loads(path.read_text()), "dtype": dtype})
 
 
 def read_adapter_record(lora_path: str | os.PathLike) -> dict:
@@ -340,15 +367,19 @@ def train(args: TrainArgs) -> Path:
     )
     set_seed(args.seed)
     examples = load_examples(args.train_file, args.max_train_samples)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.mixed_precision) if args.use_lora else None
+    trained_dtype = TRAINED_DTYPES[args.mixed_precision]
+    if args.mixed_precision == "bf16" and accelerator.device.type == "cpu" and not defaults.cpu_supports_bf16():
+        log.warning("bf16 on a CPU without bf16 matrix instructions is emulated: slower than float32")
+    # float32 master weights (autocast computes in 16 bits), except a frozen LoRA base on GPUs: 16 bits (memory)
+    load_dtype = trained_dtype if args.use_lora and accelerator.device.type == "cuda" else "float32"
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, args.tokenizer_name, args.use_special_tokens,
-                                                dtype or torch.float32, args.attn_implementation)
+                                                getattr(torch, load_dtype), args.attn_implementation)
     with accelerator.main_process_first():
         features, dropped = encode_all(examples, tokenizer, args.max_seq_length)
     if not features:
         raise InputError(f"{args.train_file}: no example has a supervised token within --max_seq_length {args.max_seq_length}")
     log.info("%d examples, %d dropped (no supervised token within %d tokens)", len(features), dropped, args.max_seq_length)
-    adapter_record = {"embedding_rows": model.get_input_embeddings().num_embeddings} if args.use_lora else None
+    record = {"dtype": trained_dtype, "embedding_rows": model.get_input_embeddings().num_embeddings}
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
@@ -393,7 +424,7 @@ def train(args: TrainArgs) -> Path:
     def checkpoint_now(step: int) -> None:
         folder = output_dir / f"step_{step}"
         accelerator.save_state(str(folder))
-        save_model(accelerator, model, tokenizer, folder, adapter_record)
+        save_model(accelerator, model, tokenizer, folder, record)
         if accelerator.is_main_process:
             (folder / STATE_FILE).write_text(json.dumps({"step": step}) + "\n")
         accelerator.wait_for_everyone()
@@ -450,7 +481,7 @@ def train(args: TrainArgs) -> Path:
             break
 
     accelerator.wait_for_everyone()
-    save_model(accelerator, model, tokenizer, output_dir, adapter_record)
+    save_model(accelerator, model, tokenizer, output_dir, record)
     if args.with_tracking:
         accelerator.end_training()
     accelerator.print(f"saved {'adapter' if args.use_lora else 'model'} and tokenizer to {output_dir}")
@@ -472,7 +503,8 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
 
     The base is resized to the embedding rows the adapter was trained with (its ADAPTER_RECORD; else its
     tokenizer's length); a base whose vocabulary is not the start of the adapter's is an error. The merged
-    logits must equal the adapter's on a probe input before anything is saved.
+    logits must equal the adapter's on a probe input before anything is saved; the merged model is saved in the
+    dtype the adapter was trained in (ADAPTER_RECORD; float32 without one), which its config.json records.
     """
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -482,7 +514,8 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
         raise InputError(f"{lora_path}: no adapter_config.json (not a LoRA adapter folder)")
     tokenizer = AutoTokenizer.from_pretrained(lora_path)
     base = AutoModelForCausalLM.from_pretrained(base_path, dtype=torch.float32)
-    trained_rows = read_adapter_record(lora_path).get("embedding_rows", len(tokenizer))
+    record = read_adapter_record(lora_path)
+    trained_rows = record.get("embedding_rows", len(tokenizer))
     check_vocabulary(base_path, base.get_input_embeddings().num_embeddings, trained_rows, tokenizer, lora_path)
     if trained_rows > base.get_input_embeddings().num_embeddings:
         base.resize_token_embeddings(trained_rows, mean_resizing=False)
@@ -499,13 +532,14 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     if diff > 1e-3 * max(1.0, expected.abs().max().item()):
         raise RuntimeError(f"merged logits differ from the adapter's by {diff:.3g}: nothing saved")
     set_stop_token(merged, tokenizer)
+    merged.to(getattr(torch, record.get("dtype", "float32")))
     tmp = Path(str(target_model_path).rstrip("/") + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target_model_path, ignore_errors=True)
     tmp.rename(target_model_path)
-    log.info("merged %s into %s: max |logit difference| %.2e", lora_path, base_path, diff)
+    log.info("merged %s into %s (%s): max |logit difference| %.2e", lora_path, base_path, merged.dtype, diff)
     return diff
 
 

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
 import threading
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from smart.backends import HFBackend, cut_at_stop, load_backend, resolve_model
-from smart.io import InputError
+from smart import training
+from smart.backends import HFBackend, cut_at_stop, load_backend, recorded_dtype, resolve_model
+from smart.io import InputError, write_json
 
 PROMPTS = ["<|Instruction|>:\nWho wrote Hamlet?</eoi>\n\n<|Reconstructor|>:\n", "The capital of France is",
            "One, two, three, four,"]
@@ -92,6 +95,72 @@ def test_lora_adapter_directly_and_with_lora_path(tmp_path, tiny_llama_dir, tiny
     with load_backend("hf", str(tiny_llama_dir), lora_path=str(adapter)) as with_flag:
         assert with_flag.generate(PROMPTS, 8) == adapted
     assert adapted != tiny.generate(PROMPTS, 8)  # the (non-zero) adapter changes the model
+
+
+# ----------------------------------------------------------------------------------------------- dtype
+@pytest.fixture(scope="module")
+def recorded_models(tmp_path_factory, tiny_llama_dir) -> dict:
+    """The tiny Llama with config.json recording float32 (as saved), bfloat16, or no dtype at all."""
+    models = {"float32": tiny_llama_dir}
+    for recorded in ("bfloat16", None):
+        folder = tmp_path_factory.mktemp(f"recorded_{recorded}")
+        shutil.copytree(tiny_llama_dir, folder, dirs_exist_ok=True)
+        config = {k: v for k, v in json.loads((folder / "config.json").read_text()).items() if k != "dtype"}
+        write_json(folder / "config.json", {**config, "dtype": recorded} if recorded else config)
+        models[recorded] = folder
+    return models
+
+
+def stub_vllm(monkeypatch) -> list[dict]:
+    """Replace vllm.LLM by a stub that keeps its keyword arguments (no engine starts); returns them."""
+    calls = []
+
+    class LLM:
+        def __init__(self, model: str, **kwargs):
+            calls.append(kwargs)
+
+        def get_tokenizer(self):
+            return None
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM))
+    return calls
+
+
+@pytest.mark.parametrize("recorded,hf,vllm", [("float32", "float32", "float32"), ("bfloat16", "bfloat16", "bfloat16"),
+                                             (None, "float32", "bfloat16")])  # no record: the CPU defaults of before
+def test_auto_dtype_follows_the_recorded_training_precision(recorded_models, monkeypatch, recorded, hf, vllm):
+    import torch
+
+    model = str(recorded_models[recorded])
+    assert recorded_dtype(model) == recorded
+    with load_backend("hf", model) as backend:
+        assert backend.dtype == hf and backend.model.dtype == getattr(torch, hf)
+    with load_backend("hf", model, dtype="float32") as backend:  # an explicit dtype wins
+        assert backend.model.dtype == torch.float32
+    engines = stub_vllm(monkeypatch)
+    assert load_backend("vllm", model).dtype == vllm and engines[-1]["dtype"] == vllm
+    assert load_backend("vllm", model, dtype="float32").dtype == "float32" and engines[-1]["dtype"] == "float32"
+
+
+def test_embedded_backbone_records_no_dtype(embedded_llm_dir):
+    """Dequantized 4-bit weights have no training precision: the backends' defaults apply."""
+    assert recorded_dtype(str(embedded_llm_dir)) is None
+
+
+def test_adapter_record_gives_the_dtype_and_vllm_refuses_trained_token_rows(tmp_path, recorded_models, monkeypatch):
+    import torch
+
+    model, tokenizer = training.load_model_and_tokenizer(str(recorded_models["float32"]))
+    adapter = tmp_path / "adapter"
+    training.apply_lora(model, tokenizer, 4, 8, 0.0, "all-linear", True).save_pretrained(adapter, save_embedding_layers=False)
+    tokenizer.save_pretrained(adapter)
+    write_json(adapter / training.ADAPTER_RECORD, {"dtype": "bfloat16", "embedding_rows": len(tokenizer)})
+    assert recorded_dtype(str(recorded_models["float32"]), str(adapter)) == "bfloat16"  # the adapter's, not the base's
+    with load_backend("hf", str(adapter)) as backend:
+        assert backend.dtype == "bfloat16" and backend.model.get_base_model().dtype == torch.bfloat16
+    stub_vllm(monkeypatch)
+    with pytest.raises(InputError, match="merge it"):
+        load_backend("vllm", str(adapter))
 
 
 # ----------------------------------------------------------------------------------------------- openai

@@ -295,6 +295,49 @@ def test_full_fine_tuning_trains_the_special_token_rows(tmp_path, tiny_variant_d
         assert changed == {t: t not in idle for t in T.SPECIAL_TOKENS}
 
 
+@pytest.fixture
+def fresh_accelerate_state():
+    """accelerate keeps one state per process, precision included: reset it before and after a run."""
+    from accelerate.state import AcceleratorState
+
+    AcceleratorState._reset_state()
+    yield
+    AcceleratorState._reset_state()
+
+
+@pytest.mark.parametrize("precision,dtype", [("no", torch.float32), ("bf16", torch.bfloat16)])
+@pytest.mark.parametrize("use_lora", [True, False], ids=["lora", "full"])
+@pytest.mark.usefixtures("fresh_accelerate_state")
+def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, monkeypatch, precision, dtype, use_lora):
+    """bf16 on CPU: float32 weights, matmuls in bfloat16 (autocast); the model/adapter records the precision and
+    a full or merged model is saved in it."""
+    from safetensors.torch import load_file
+
+    seen, real_loss = set(), training.lm_loss
+
+    def spying_loss(model, batch):
+        hooks = [m.register_forward_hook(lambda m, args, out: seen.add((m.weight.dtype, out.dtype)))
+                 for m in model.modules() if isinstance(m, torch.nn.Linear)]
+        try:
+            return real_loss(model, batch)
+        finally:
+            for hook in hooks:
+                hook.remove()
+
+    monkeypatch.setattr(training, "lm_loss", spying_loss)
+    out = training.train(train_args(tiny_llama_dir, write_jsonl(tmp_path / "t.jsonl", short_rows()), tmp_path / "out",
+                                    mixed_precision=precision, use_lora=use_lora, lora_rank=4, max_train_steps=1))
+    assert seen == {(torch.float32, dtype)}  # every linear layer: float32 weights, output in the training precision
+    name = training.TRAINED_DTYPES[precision]
+    if use_lora:
+        assert training.read_adapter_record(out)["dtype"] == name
+        training.merge_lora(str(tiny_llama_dir), str(out), str(tmp_path / "merged"))
+        out = tmp_path / "merged"
+    assert json.loads((out / "config.json").read_text())["dtype"] == name
+    weights = load_file(out / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {dtype} and "lm_head.weight" not in weights  # tied: stored once
+
+
 @pytest.mark.slow
 def test_short_lora_run_teaches_each_step_its_end_token(tmp_path, embedded_llm_dir):
     """Teacher-forced on its training trajectories, the model ends each agent's step with that step's token
