@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smart import defaults
+from smart.demo_data import DEV_TASKS
 from smart.io import write_json
 
 PY = sys.executable
-DEV_TASKS = ("popqa", "pubhealth", "arc_c")
 BASELINES = ("no_retrieval", "vanilla_rag", "modular")
 
 

@@ -158,7 +158,7 @@ def relations_of_passage(title: str, topic: str, passage_id: str, text: str, fir
         if m := _CAPITAL.search(sentence):
             add("capital", [_clean_name(m["value"])])
         if i == 0 and (m := _LOCATED.match(sentence)):
-            add("located", [_clean_name(m["value"])], place=m["kind"])
+            add("located", [_clean_name(m["value"])])
     return out
 
 
@@ -222,7 +222,6 @@ CHOICE_STEMS = {
 }
 COMPARE_NATIONALITY = ["Were {t} and {u} from the same country?", "Did {t} and {u} share a nationality?",
                        "Are {t} and {u} of the same nationality?"]
-COMPARE_YEAR = ["Which was {verb} first, {t} or {u}?", "Was {t} or {u} {verb} earlier?"]
 QUERY_NOUN = {"occupation": "occupation", "nationality": "nationality", "category": "", "located": "location",
               "capital_of": "capital of", "capital": "capital", "year": "{verb}", "creator": "{verb} by"}
 
@@ -318,21 +317,14 @@ def make_item(shape: str, rel: Relation, pool: list[Relation], rng: random.Rando
             "output": rel.answers[0]}
 
 
-def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict | None:
-    """A two-entity question over two facts of one kind (nationality or year), answered from both evidences."""
-    item = {"task_type": MULTI_HOP_QA, "input": "", "queries": [query_of(a), query_of(b)],
+def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
+    """A two-entity question over two people's nationalities ("yes"/"no"), answered from both evidences."""
+    same = DEMONYMS[a.answers[0]] == DEMONYMS[b.answers[0]]
+    question = rng.choice(COMPARE_NATIONALITY).format(t=display_title(a.title), u=display_title(b.title))
+    return {"task_type": MULTI_HOP_QA, "input": "", "queries": [query_of(a), query_of(b)],
             "evidence": [a.evidence, b.evidence], "evidence_passages": [a.passage_id, b.passage_id], "answers": [],
-            "shape": "compare"}
-    if a.kind == "nationality":
-        same = DEMONYMS[a.answers[0]] == DEMONYMS[b.answers[0]]
-        question = rng.choice(COMPARE_NATIONALITY).format(t=display_title(a.title), u=display_title(b.title))
-        return {**item, "instruction": question, "output": "yes" if same else "no", "golds": ["yes" if same else "no"]}
-    if a.answers[0] == b.answers[0]:
-        return None
-    first = a if int(a.answers[0]) < int(b.answers[0]) else b
-    question = rng.choice(COMPARE_YEAR).format(t=display_title(a.title), u=display_title(b.title),
-                                                verb=a.kind.split(":")[1])
-    return {**item, "instruction": question, "output": display_title(first.title), "golds": [display_title(first.title)]}
+            "shape": "compare", "instruction": question, "output": "yes" if same else "no",
+            "golds": ["yes" if same else "no"]}
 
 
 MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
@@ -389,7 +381,7 @@ def train_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, 
     """`n` training items: one in eight a two-entity comparison, the rest open, claim and choice in turn (open
     slightly more often), in shuffled order."""
     pairs = compare_pairs(rels, n // 8, rng)
-    items = [item for a, b in pairs if (item := make_compare(a, b, rng))]
+    items = [make_compare(a, b, rng) for a, b in pairs]
     used = {r.title for pair in pairs for r in pair}
     shapes = ["open", "claim", "choice", "open", "claim", "choice", "open"]
     for rel in (r for r in rels if r.title not in used):
