@@ -6,7 +6,7 @@
 Runs the real intent step (resumable JSONL writes included) over rounds x concurrency items per level and prints
 items/s next to the bound concurrency / latency, their ratio (1.0 = no overhead at all), and the client's CPU time
 per item (when rate x CPU/item nears the cores free to the client, the client is CPU-bound). The server runs in its
-own process (`python -m smart.openai_stub`), so its CPU does not compete with the client's for one interpreter lock.
+own process (`python tests/openai_stub.py`), so its CPU does not compete with the client's for one interpreter lock.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from smart.intent import run_intent
 from smart.io import write_jsonl
 from smart.teacher import OpenAITeacher
 
+STUB_SERVER = Path(__file__).resolve().parents[1] / "tests" / "openai_stub.py"  # a test helper, run as a script
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -33,7 +35,7 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"{'concurrency':>11} {'items':>6} {'seconds':>8} {'items/s':>8} {'bound':>8} {'ratio':>6} {'client CPU ms/item':>19}")
-    server = subprocess.Popen([sys.executable, "-m", "smart.openai_stub", "--latency", str(args.latency)],
+    server = subprocess.Popen([sys.executable, str(STUB_SERVER), "--latency", str(args.latency)],
                               stdout=subprocess.PIPE, text=True)
     url = server.stdout.readline().strip()
     try:

@@ -417,18 +417,22 @@ def _holds(ctx: dict, item: dict) -> bool:
 
 
 def training_ctxs(item: dict, hits: list[dict], store, n_docs: int, miss: bool, rng: random.Random) -> list[dict] | None:
-    """The passages a training item is located over: its retrieved passages, with every evidence passage put in
-    (at a random place, replacing a non-evidence one) for a hit, or with every evidence passage removed for a miss."""
+    """The passages a training item is located over, in retrieval order as at inference: for a hit, the top
+    retrieved ones, with any evidence passage retrieval missed put in place of a random non-evidence one; for a
+    miss, the retrieved ones from other articles than the evidence's (as when the corpus lacks the article)."""
     keep = ["id", "title", "text"]
     hits = [{k: h[k] for k in keep} for h in hits]
-    if miss:
-        others = [h for h in hits if not _holds(h, item)]
-        return others[:n_docs * len(item["queries"])] if len(others) >= n_docs else None
     want = n_docs * len(item["queries"])
-    ctxs = [h for h in hits if not _holds(h, item)][:want - len(item["evidence_passages"])]
+    if miss:
+        titles = {store.get(pid)["title"] for pid in item["evidence_passages"]}
+        others = [h for h in hits if not _holds(h, item) and h["title"] not in titles]
+        return others[:want] if len(others) >= n_docs else None
+    ctxs = hits[:want]
     for pid in item["evidence_passages"]:
-        row = store.get(pid)
-        ctxs.insert(rng.randint(0, len(ctxs)), {"id": str(pid), "title": row["title"], "text": row["text"]})
+        spare = [i for i, c in enumerate(ctxs) if not _holds(c, item)]
+        if str(pid) not in {str(c["id"]) for c in ctxs} and spare:
+            row = store.get(pid)
+            ctxs[rng.choice(spare)] = {"id": str(pid), "title": row["title"], "text": row["text"]}
     return ctxs
 
 
@@ -491,7 +495,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     write_jsonl(work / "items.jsonl", train)
     run_intent(str(work / "items.jsonl"), str(work / "intent.jsonl"), teacher=None)
     intent = [row for _, row in iter_jsonl(work / "intent.jsonl")]
-    hits = retriever.search_merged([row["queries"] for row in intent], n_docs + 3)
+    hits = retriever.search_merged([row["queries"] for row in intent], n_docs + 5)
     retrieved, misses = [], 0
     for row, found in zip(intent, hits):
         miss = rng.random() < MISS_SHARE

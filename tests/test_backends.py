@@ -204,7 +204,7 @@ def test_openai_backend_completions_and_chat(monkeypatch):
         server.shutdown()
         server.server_close()
 
-    from smart.openai_stub import StubOpenAI
+    from openai_stub import StubOpenAI
 
     with StubOpenAI(respond=lambda messages: "Paris</eog> and more") as stub:
         backend = load_backend("openai", "served-model", base_url=stub.url, api_key="k", batch_size=4)

@@ -17,7 +17,7 @@ from smart.convert import (DIALOGUE, FACT_VERIFICATION, MULTI_HOP_QA, MULTIPLE_C
 from smart.intent import run_intent
 from smart.io import write_jsonl
 from smart.locator import locate_by_answer, run_locate, snap_fact
-from smart.openai_stub import StubOpenAI
+from openai_stub import StubOpenAI
 from smart.teacher import OpenAITeacher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
@@ -317,6 +317,30 @@ def test_demo_items_shapes_and_phrasings():
 
 
 LABEL_INDEX = {"A": 0, "B": 1, "C": 2, "D": 3}
+
+
+def test_training_passages_keep_retrieval_order():
+    import random
+
+    from smart import demo_data as D
+
+    class Store:
+        def get(self, pid):
+            return {"title": "Gold", "text": "the evidence sentence."}
+
+    hits = [{"id": str(i), "title": f"T{i}", "text": f"text {i}", "score": 1.0} for i in range(6)]
+    item = {"queries": ["q"], "evidence_passages": ["2"], "evidence": ["text 2"]}
+    ctxs = D.training_ctxs(item, hits, Store(), 3, miss=False, rng=random.Random(0))
+    assert [c["id"] for c in ctxs] == ["0", "1", "2"]  # retrieved: kept where retrieval ranked it
+    missed = {**item, "evidence_passages": ["9"], "evidence": ["the evidence sentence."]}
+    ctxs = D.training_ctxs(missed, hits, Store(), 3, miss=False, rng=random.Random(0))
+    assert len(ctxs) == 3 and sum(c["id"] == "9" for c in ctxs) == 1  # not retrieved: put in place of one
+    assert [c["id"] for c in ctxs if c["id"] != "9"] in (["0", "1"], ["0", "2"], ["1", "2"])
+    hits[4]["title"] = "Gold"  # another passage of the evidence's article
+    ctxs = D.training_ctxs(item, hits, Store(), 3, miss=True, rng=random.Random(0))
+    assert [c["id"] for c in ctxs] == ["0", "1", "3"]  # a miss: no passage of the evidence's article
+    ctxs = D.training_ctxs({**item, "queries": ["q", "r"]}, hits, Store(), 2, miss=True, rng=random.Random(0))
+    assert [c["id"] for c in ctxs] == ["0", "1", "3", "5"]
 
 
 @pytest.mark.slow

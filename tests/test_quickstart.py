@@ -32,6 +32,10 @@ def test_quickstart_smallest_size(tmp_path, embedded_llm_dir):
     assert set(metrics) == {f"{task}_{method}.metrics.json" for task in ("popqa", "pubhealth", "arc_c")
                             for method in ("smart", "no_retrieval", "vanilla_rag", "modular")}
     assert all(m["n"] == 3 for m in metrics.values())
+    from transformers import AutoTokenizer
+
+    trained = AutoTokenizer.from_pretrained(run_dir / "stage2" / "merged")
+    assert "</eog>" not in trained.get_vocab()  # the demo default keeps the markers as plain text
     smart_rows = [json.loads(x) for x in (run_dir / "eval" / "popqa_smart.jsonl").read_text().splitlines()]
     assert all(isinstance(r["gold_passages"], list) for r in smart_rows)
     report = (run_dir / "report.md").read_text()

@@ -14,7 +14,7 @@ import pytest
 
 from smart.intent import run_intent
 from smart.io import write_jsonl
-from smart.openai_stub import StubOpenAI
+from openai_stub import StubOpenAI
 from smart.teacher import OpenAITeacher, TeacherError, TeacherFatal
 
 REPO = Path(__file__).resolve().parent.parent
