@@ -419,13 +419,12 @@ def _holds(ctx: dict, item: dict) -> bool:
 def training_ctxs(item: dict, hits: list[dict], store, n_docs: int, miss: bool, rng: random.Random) -> list[dict] | None:
     """The passages a training item is located over, in retrieval order as at inference: for a hit, the top
     retrieved ones, with any evidence passage retrieval missed put in place of a random non-evidence one; for a
-    miss, the retrieved ones from other articles than the evidence's (as when the corpus lacks the article)."""
+    miss, the retrieved ones with every evidence passage removed."""
     keep = ["id", "title", "text"]
     hits = [{k: h[k] for k in keep} for h in hits]
     want = n_docs * len(item["queries"])
     if miss:
-        titles = {store.get(pid)["title"] for pid in item["evidence_passages"]}
-        others = [h for h in hits if not _holds(h, item) and h["title"] not in titles]
+        others = [h for h in hits if not _holds(h, item)]
         return others[:want] if len(others) >= n_docs else None
     ctxs = hits[:want]
     for pid in item["evidence_passages"]:
@@ -495,7 +494,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     write_jsonl(work / "items.jsonl", train)
     run_intent(str(work / "items.jsonl"), str(work / "intent.jsonl"), teacher=None)
     intent = [row for _, row in iter_jsonl(work / "intent.jsonl")]
-    hits = retriever.search_merged([row["queries"] for row in intent], n_docs + 5)
+    hits = retriever.search_merged([row["queries"] for row in intent], n_docs + 3)
     retrieved, misses = [], 0
     for row, found in zip(intent, hits):
         miss = rng.random() < MISS_SHARE
