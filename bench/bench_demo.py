@@ -3,8 +3,8 @@ top-3 passages (vanilla RAG) and without retrieval, both measured in the same qu
 fallback rate, the Fact Locator's hit rate on the gold passage, and the time the two training stages took.
 
 Each variant is one quickstart run (`scripts/quickstart.py`, cached per stage: an existing run folder is reused):
-  special   the paper's nine trajectory tokens added to the vocabulary (USE_SPECIAL_TOKENS=1, the default)
-  plain     the same markers left as plain text, split into sub-word pieces (USE_SPECIAL_TOKENS=0)
+  special   the paper's nine trajectory tokens added to the vocabulary (USE_SPECIAL_TOKENS=1)
+  plain     the same markers left as plain text, split into sub-word pieces (USE_SPECIAL_TOKENS=0, the default)
 
     python bench/bench_demo.py                               # both variants at the quickstart's default sizes
     QUICK=1 python bench/bench_demo.py --variants special    # any quickstart setting passes through the environment
@@ -35,19 +35,19 @@ def summarize(name: str, run_dir: Path) -> list[str]:
     """Table rows of one variant: a row per dev task and one for the average."""
     evaluations = load_evaluations(run_dir)
     scores = {(e.task, e.method): e.metrics["score"] for e in evaluations}
-    tasks = list(dict.fromkeys(e.task for e in evaluations if e.method == "smart"))
+    smart = [e for e in evaluations if e.method == "smart"]
     seconds = dict(stage_times(run_dir))
-    train_s = seconds.get("stage1", 0) + seconds.get("stage2", 0)
     rows = []
-    for e in (e for e in evaluations if e.method == "smart"):
+    for e in smart:
         d = agent_diagnostics("smart", e.rows)
-        smart, rag, bare = scores[e.task, "smart"], scores.get((e.task, "vanilla_rag")), scores.get((e.task, "no_retrieval"))
+        ours, rag, bare = (scores[e.task, m] for m in ("smart", "vanilla_rag", "no_retrieval"))
         falls = " / ".join(f"{d[f'{agent} fallback'].pct:.0f}" for agent in FALLBACKS)
-        rows.append(f"| {name} | {e.task} | {smart:.1f} | {rag:.1f} | {smart - rag:+.1f} | {bare:.1f} | {falls} | "
+        rows.append(f"| {name} | {e.task} | {ours:.1f} | {rag:.1f} | {ours - rag:+.1f} | {bare:.1f} | {falls} | "
                     f"{d['locator hit on gold'].cell()} | |")
-    avg = {m: sum(scores[t, m] for t in tasks) / len(tasks) for m in ("smart", "vanilla_rag", "no_retrieval")}
+    avg = {m: sum(scores[e.task, m] for e in smart) / len(smart) for m in ("smart", "vanilla_rag", "no_retrieval")}
     rows.append(f"| {name} | average | {avg['smart']:.1f} | {avg['vanilla_rag']:.1f} | "
-                f"{avg['smart'] - avg['vanilla_rag']:+.1f} | {avg['no_retrieval']:.1f} | | | {train_s:.0f} |")
+                f"{avg['smart'] - avg['vanilla_rag']:+.1f} | {avg['no_retrieval']:.1f} | | | "
+                f"{seconds.get('stage1', 0) + seconds.get('stage2', 0):.0f} |")
     return rows
 
 

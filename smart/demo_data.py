@@ -428,8 +428,9 @@ def training_ctxs(item: dict, hits: list[dict], store, n_docs: int, miss: bool, 
         return others[:want] if len(others) >= n_docs else None
     ctxs = hits[:want]
     for pid in item["evidence_passages"]:
-        spare = [i for i, c in enumerate(ctxs) if not _holds(c, item)]
-        if str(pid) not in {str(c["id"]) for c in ctxs} and spare:
+        if any(str(c["id"]) == str(pid) for c in ctxs):
+            continue
+        if spare := [i for i, c in enumerate(ctxs) if not _holds(c, item)]:
             row = store.get(pid)
             ctxs[rng.choice(spare)] = {"id": str(pid), "title": row["title"], "text": row["text"]}
     return ctxs
