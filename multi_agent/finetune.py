@@ -49,7 +49,7 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     precision = g.add_mutually_exclusive_group()
     precision.add_argument("--bf16", dest="mixed_precision", action="store_const", const="bf16",
                            help="bf16 mixed precision: float32 weights under bf16 autocast (GPU, or a CPU with bf16 "
-                                "instructions), a LoRA base on GPUs loaded in bf16; the model/adapter records bfloat16")
+                                "instructions), a frozen LoRA base loaded in bf16; the model/adapter records bfloat16")
     precision.add_argument("--fp16", dest="mixed_precision", action="store_const", const="fp16",
                            help="fp16 mixed precision (GPU); the model/adapter records float16")
     g.add_argument("--use_flash_attn", dest="attn_implementation", action="store_const", const="flash_attention_2",

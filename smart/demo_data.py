@@ -7,7 +7,9 @@ German physicist"), what a thing is ("X is a sport in which..."), where a place 
 1911") and creators ("directed by N"). Every gold answer is a span of the sentence it came from (the evidence),
 which lies whole inside one passage. From one fact come:
 - open: a PopQA-like question whose answer is the span ("What is X's occupation?");
-- claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false);
+- claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
+  a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
+  training claims come in true/false pairs on the same fact and phrasing;
 - choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere;
 - compare (training only): two facts, two queries ("Were X and Y from the same country?").
 About MISS_SHARE of the training items get passages that do not hold the evidence (retrieved for the query, with the
@@ -63,7 +65,12 @@ DEMONYMS = {
 }
 _NAME = r"[A-Z][\w'’-]+(?:\.?\s+(?:(?:van|von|de|da|del|di|la|le|of|the|dan|ibn|bin|al)\s+)?[A-Z][\w'’-]+){0,4}"
 _CUT = re.compile(r"\s(?:of|for|in|that|which|who|whose|with|by|used|from|to|on|at|as|and|or|known|based|made|"
-                  r"developed|founded|located|consisting|where|when|comprising|designed|is|was|written|created)\b")
+                  r"developed|founded|located|consisting|where|when|comprising|designed|is|was|written|created|during|"
+                  r"into|between|under|over|after|before|through|within|among|against|around|near|since|until|while|"
+                  r"than|such|including|containing|native|indigenous|named|called|having|designated|characterized|"
+                  r"fought|worn|born|belonging|equal|ranging|spanning|dating|lying|living|forming|serving|occurring|"
+                  r"\w{3,}ed(?=\s(?:in|on|at|by|to|from|for|as|with|of|into|under|primarily|mainly|largely|mostly|"
+                  r"chiefly|only)\b))\b")  # "a mineral composed primarily of"
 _DEFINITION = re.compile(r"^(?P<subject>[^,.;()]{2,80}?)(?:,[^.;]{0,120}?,)? (?P<verb>is|was|are|were) "
                          r"(?P<art>an?|the) (?P<what>[A-Za-z0-9][^.;:()]{3,150})")
 _PERSON = re.compile(r"^(?P<nat>(?:[A-Z][a-z]+[ -]){0,1}[A-Z][a-z]+) (?P<jobs>[a-z][a-z -]+?(?:, (?:and )?[a-z][a-z -]+?)*)"
@@ -106,24 +113,34 @@ def _clean_name(name: str) -> str:
 
 _VAGUE = {"first", "second", "third", "last", "only", "name", "term", "word", "one", "part", "most", "largest",
           "type", "kind", "form", "group", "member", "set", "class", "branch", "family", "field", "series", "number",
-          "state", "collection", "way", "study", "system", "body", "unit", "style", "line", "method", "process"}
-_TRAILING = {"about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i"}
+          "state", "collection", "way", "study", "system", "body", "unit", "style", "line", "method", "process",
+          "genus", "species", "capital", "range", "variety", "piece"}
+_ADJECTIVE_END = re.compile(r"(?:ous|ical|ful|less|able|ible|\w{5,}ed)$")  # "philosophical", "straight-grained"
+_TRAILING = {"of", "about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i"}
 
 
 def _head(phrase: str, max_words: int = 4) -> str:
     """A noun phrase cut before its first preposition or clause (kept through `of` after a vague head such as
-    "form of theatre"), at most `max_words` words, without trailing function words."""
-    phrase = phrase.split(",")[0]
-    m = _CUT.search(" " + phrase)
+    "form of theatre"), at most `max_words` words on each side of that `of`, without trailing function words."""
+    parts = phrase.split(",")
+    phrase = " " + (",".join(parts[:2]) if len(parts[0].split()) == 1 else parts[0])  # "a large, rounded body"
+    m = _CUT.search(phrase)
+    while m and m.group(0).strip() in ("and", "or") and len(phrase[:m.start()].split()) == 1:
+        m = _CUT.search(phrase, m.end())  # "a philosophical and religious tradition": one head, two adjectives
+    phrase = phrase[1:]
     head = phrase[:m.start() - 1] if m else phrase
     if m and m.group(0).strip() == "of" and head.split() and head.split()[-1] in _VAGUE:
         rest = phrase[m.end() - 1:].strip()
         n = _CUT.search(" " + rest)
-        head = f"{head} of {rest[:n.start() - 1] if n else rest}"
+        head = f"{' '.join(head.split()[:max_words])} of {rest[:n.start() - 1] if n else rest}"
+        max_words = 2 * max_words + 1
     words = head.split()[:max_words]
     while words and words[-1].lower().strip(".") in _TRAILING:
         words.pop()
-    return "" if len(words) == 1 and words[0] in _VAGUE else " ".join(words)
+    if not words or (len(words) == 1 and words[0] in _VAGUE) or words[-1] in ("name", "term", "word") \
+            or _ADJECTIVE_END.search(words[-1]):
+        return ""  # no noun to name the thing by
+    return " ".join(words)
 
 
 def relations_of_passage(title: str, topic: str, passage_id: str, text: str, first: bool) -> list[Relation]:
@@ -135,16 +152,18 @@ def relations_of_passage(title: str, topic: str, passage_id: str, text: str, fir
 
         def add(kind: str, answers: list[str], verb: str = "is", **extra) -> None:
             answers = [a for a in dict.fromkeys(a.strip() for a in answers) if a]  # aliases after the first
+            if kind in ("located", "capital", "capital_of") and answers and answers[0] in DEMONYMS:
+                return  # "the capital of the Indonesian province of..."
             if answers and answers[0] in sentence and title.lower() not in answers[0].lower() and answers[0].lower() not in title.lower():
                 out.append(Relation(title, topic, kind, answers, sentence, passage_id, verb, extra))
 
         if first and i == 0 and (m := _DEFINITION.search(sentence)):
             verb, what = m["verb"], m["what"]
             if (p := _PERSON.match(what)) and p["nat"] in DEMONYMS and topic in ("People", ""):
-                jobs = [_head(j, 3) for j in re.split(r",\s*(?:and\s+)?|\s+and\s+", p["jobs"])]
+                jobs = [_head(j) for j in re.split(r",\s*(?:and\s+)?|\s+and\s+", p["jobs"])]
                 add("occupation", [j for j in jobs if j], verb)
                 add("nationality", [p["nat"], DEMONYMS[p["nat"]]], verb)
-            elif not what[0].isupper() and (head := _head(what)):
+            elif m["art"] != "the" and not what[0].isupper() and (head := _head(what)):
                 add("category", [head], verb, article=m["art"])
         for m in _YEAR.finditer(sentence):
             if sentence.startswith(("It ", "The ", title.split()[0])):
@@ -259,6 +278,29 @@ def query_of(rel: Relation) -> str:
     return normalize_space(f"{display_title(rel.title)} {noun}")
 
 
+_CLAUSE_END = re.compile(r"[,;:(]| (?:which|who|whose|where|while|and (?:is|was|has|had))\b")
+
+
+def sentence_claim(rel: Relation, value: str) -> str | None:
+    """The evidence sentence's clause that states the fact, `value` in place of the answer: the sentence restated
+    (true) or with exactly one fact changed (false). None when the clause is too long to read as a claim."""
+    answer = rel.answers[0]
+    start = rel.evidence.find(answer)
+    rest = rel.evidence[start + len(answer):]
+    if rel.kind == "category":  # what follows a category's head qualifies the true one only ("a room used for...")
+        rest = ""
+    elif end := _CLAUSE_END.search(rest):
+        rest = rest[:end.start()]
+    before = re.sub(r"\s*\([^)]*\)", "", rel.evidence[:start])  # pronunciations, dates
+    if re.match(r"(?:Its|His|Her|Their) ", before):
+        return None  # "Its capital is Rabat": whose?
+    before = re.sub(r"^(?:It|This|He|She|They) ", display_title(rel.title) + " ", before)
+    if value != answer and re.search(r"\ban? $", before):
+        before = re.sub(r"\ban? $", ("an " if value[:1].lower() in "aeiou" else "a "), before)
+    claim = (before + value + rest).rstrip(" .") + "."
+    return claim if len(claim.split()) <= 25 else None
+
+
 def _distractors(rel: Relation, pool: list[Relation], rng: random.Random, n: int) -> list[str]:
     """n values of the same relation from other articles (same topic first), none a gold answer or in the evidence."""
     golds = {a.lower() for a in rel.answers}
@@ -285,26 +327,42 @@ def phrasings(split: str, shape: str, base: str) -> list[str]:
     return CHOICE_STEMS[base] + TRAIN_QUESTIONS[base] if split == "train" else DEV_QUESTIONS[base]
 
 
+def _base_item(rel: Relation, shape: str) -> dict:
+    return {"task_type": OPEN_QA, "input": "", "queries": [query_of(rel)], "evidence": [rel.evidence],
+            "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
+
+
+def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: str,
+                truths: tuple[bool, ...]) -> list[dict]:
+    """PubHealth-like items on one fact, one per entry of `truths`: the fact restated (True) or its value changed
+    (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value."""
+    others = _distractors(rel, pool, rng, 1)
+    if not others:
+        return []
+    template = rng.choice(phrasings(split, "claim", _base(rel.kind)))
+    restate = split == "train" and rng.random() < 0.5
+    items = []
+    for true in truths:
+        value = rel.answers[0] if true else others[0]
+        claim = (restate and sentence_claim(rel, value)) or _fill(template, rel, value)
+        label = "true" if true else "false"
+        items.append({**_base_item(rel, "claim"), "task_type": FACT_VERIFICATION, "claim": claim, "input": claim,
+                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": label, "golds": [label]})
+    return items
+
+
 def make_item(shape: str, rel: Relation, pool: list[Relation], rng: random.Random, split: str) -> dict | None:
     """One unified item (instruction, input, output, task_type, queries, evidence, golds for scoring) of a shape:
-    open, claim or choice; None when the relation has too few values elsewhere for distractors."""
-    base = _base(rel.kind)
-    templates = phrasings(split, shape, base)
-    item = {"task_type": OPEN_QA, "input": "", "queries": [query_of(rel)], "evidence": [rel.evidence],
-            "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
+    open, claim (true or false at random) or choice; None when the relation has too few values elsewhere for
+    distractors."""
+    item = _base_item(rel, shape)
     if shape == "open":
-        return {**item, "instruction": _fill(rng.choice(templates), rel), "output": rel.answers[0]}
+        return {**item, "instruction": _fill(rng.choice(phrasings(split, shape, _base(rel.kind))), rel),
+                "output": rel.answers[0]}
     if shape == "claim":
-        true = rng.random() < 0.5
-        value = rel.answers[0]
-        if not true:
-            others = _distractors(rel, pool, rng, 1)
-            if not others:
-                return None
-            value = others[0]
-        claim = _fill(rng.choice(templates), rel, value)
-        return {**item, "task_type": FACT_VERIFICATION, "instruction": FACT_VERIFICATION_INSTRUCTION, "input": claim,
-                "claim": claim, "output": "true" if true else "false", "golds": ["true" if true else "false"]}
+        claims = make_claims(rel, pool, rng, split, (rng.random() < 0.5,))
+        return claims[0] if claims else None
+    templates = phrasings(split, shape, _base(rel.kind))
     others = _distractors(rel, pool, rng, 3)
     if len(others) < 3:
         return None
@@ -378,18 +436,23 @@ def compare_pairs(rels: list[Relation], n: int, rng: random.Random) -> list[tupl
 
 
 def train_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rng: random.Random) -> list[dict]:
-    """`n` training items: one in eight a two-entity comparison, the rest open, claim and choice in turn (open
-    slightly more often), in shuffled order."""
+    """`n` training items: one in eight a two-entity comparison; the rest take open, choice and claim turns, a
+    claim turn giving a true/false pair on one fact (so a verdict can only be learnt from the fact, not the prior):
+    about half claims, a quarter each open and choice; in shuffled order."""
     pairs = compare_pairs(rels, n // 8, rng)
     items = [make_compare(a, b, rng) for a, b in pairs]
     used = {r.title for pair in pairs for r in pair}
-    shapes = ["open", "claim", "choice", "open", "claim", "choice", "open"]
+    shapes, turn = ["claim", "open", "choice", "open", "claim", "choice"], 0
     for rel in (r for r in rels if r.title not in used):
         if len(items) >= n:
             break
-        item = make_item(shapes[len(items) % len(shapes)], rel, pools[rel.kind], rng, "train")
-        if item:
-            items.append(item)
+        shape = shapes[turn % len(shapes)]
+        if shape == "claim":
+            made = make_claims(rel, pools[rel.kind], rng, "train", (True, False))[:n - len(items)]
+        else:
+            made = [item] if (item := make_item(shape, rel, pools[rel.kind], rng, "train")) else []
+        items += made
+        turn += bool(made)
     rng.shuffle(items)
     return [{**item, "id": f"train_{i}", "dataset_name": f"demo_{item['shape']}"} for i, item in enumerate(items)]
 

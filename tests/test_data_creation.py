@@ -280,7 +280,16 @@ def test_relations_read_off_passages():
                                                     "creator:directed": "Yasujirō Ozu", "year:released": "1953"}
     city = relations_of_passage("Lima", "Geography", "3", "Lima is the capital and largest city of Peru, as well as "
                                 "a primate city. Its port is Callao.", first=True)
-    assert [(r.kind, r.answers) for r in city] == [("category", ["capital"]), ("capital_of", ["Peru"])]
+    assert [(r.kind, r.answers) for r in city] == [("capital_of", ["Peru"])]  # "the capital" names no category
+    taoism = relations_of_passage("Taoism", "Philosophy", "5", "Taoism is a philosophical and religious tradition "
+                                  "indigenous to China.", first=True)
+    assert [r.answers[0] for r in taoism] == ["philosophical and religious tradition"]  # not "philosophical"
+    salt = relations_of_passage("Salt", "Science", "6", "Salt is a mineral composed primarily of sodium chloride.",
+                                first=True)
+    assert [r.answers[0] for r in salt] == ["mineral"]
+    planet = relations_of_passage("Planet", "Science", "8", "A planet is a large, rounded astronomical body that "
+                                  "orbits a star.", first=True)
+    assert [r.answers[0] for r in planet] == ["large, rounded astronomical body"]  # not "large"
     later = relations_of_passage("Lima", "Geography", "4", "Lima is a city of contrasts.", first=False)
     assert later == []  # definitions come only from an article's first sentence
     for r in person + film + city:
@@ -307,6 +316,22 @@ def test_demo_items_shapes_and_phrasings():
     assert {c["output"] for c in claims} == {"true", "false"}
     for c in claims:  # a false claim changes exactly the value: it no longer holds the gold
         assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["output"] == "true")
+    # the evidence's own clause, the value swapped (and its article fixed): exactly one fact changed
+    person = D.Relation("Alan Turing", "People", "nationality", ["English", "England"],
+                        "Alan Turing (1912-1954) was an English mathematician, who founded computer science.", "1")
+    assert D.sentence_claim(person, "English") == "Alan Turing was an English mathematician."
+    assert D.sentence_claim(person, "German") == "Alan Turing was a German mathematician."
+    room = D.Relation("Kitchen", "", "category", ["room"], "A kitchen is a room used for cooking.", "2")
+    assert D.sentence_claim(room, "vehicle") == "A kitchen is a vehicle."  # "used for cooking" fits the room only
+    assert D.sentence_claim(D.Relation("Morocco", "", "capital", ["Rabat"], "Its capital is Rabat.", "3"), "Rabat") \
+        is None  # whose capital?
+    restated = [D.make_item("claim", rels[0], pool, random.Random(s), "train")["claim"] for s in range(20)]
+    assert any(c.startswith("Person 0 was a") for c in restated) and any("Person 0 was a" not in c for c in restated)
+    for seed in range(6):  # a training pair: one fact, one phrasing, the value alone differs
+        true, false = D.make_claims(rels[0], pool, random.Random(seed), "train", (True, False))
+        assert (true["output"], false["output"]) == ("true", "false") and true["evidence"] == false["evidence"]
+        differ = [(a, b) for a, b in zip(true["claim"].split(), false["claim"].split()) if a != b and b not in ("a", "an")]
+        assert len(true["claim"].split()) == len(false["claim"].split()) and len(differ) == 1, (true, false)
     pairs = D.compare_pairs(rels, 2, random.Random(1))
     assert pairs and all(a.title != b.title for a, b in pairs)
     # train and dev phrasings never overlap

@@ -145,10 +145,12 @@ def test_cli_help(script):
 
 
 # ----------------------------------------------------------------------------------------------- packing
-@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager", training.PACKED_SDPA])
 def test_packing_equals_padded_and_separate_examples(tiny_llama_dir, tokenizer, attn):
     from transformers import AutoModelForCausalLM
 
+    if attn == training.PACKED_SDPA:
+        training.register_packed_attention()
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, attn_implementation=attn).eval()
     training.add_special_tokens(model, tokenizer)
     examples = [training.Example(str(i), T.format_prompt(q), t) for i, (q, t) in enumerate([
