@@ -62,7 +62,7 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
                  "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
-                 "LR_SCHEDULER": env("LR_SCHEDULER", "constant_with_warmup"), "WARMUP_RATIO": "0.03",
+                 "LR_SCHEDULER": env("LR_SCHEDULER", "linear"), "WARMUP_RATIO": "0.03",
                  "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "LORA_DROPOUT": env("LORA_DROPOUT", "0"),
                  "MAX_SEQ_LENGTH": "1024", "MAX_STEPS": max_steps, "PRECISION": precision,
                  "USE_SPECIAL_TOKENS": special_tokens}

@@ -7,8 +7,8 @@
 #   QUICK=1          small preset (N_TRAIN=80 N_DEV=20 MAX_ARTICLES=2000)
 #   N_TRAIN, N_DEV   demo training items / dev questions per dev task (default 200 / 50)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
-#   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3, constant
-#                    after 3% warmup), LORA_RANK (16), LORA_DROPOUT (0: on CPU its random masks took a quarter
+#   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3,
+#                    linear decay after 3% warmup; LR_SCHEDULER to change), LORA_RANK (16), LORA_DROPOUT (0: on CPU its random masks took a quarter
 #                    of each step)
 #   USE_SPECIAL_TOKENS  0 (default: the trajectory markers stay plain text, measured better at this scale) or 1 (add
 #                    them as nine new tokens, as the paper does)

@@ -550,7 +550,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     dev_rels, train_rels = picked[:n_dev_articles], picked[n_dev_articles:]
     pools = pools_of(relations)
     train = train_items(train_rels, pools, n_train, rng)
-    dev = dev_items(dev_rels, pools, n_dev, rng)
+    dev = dev_items(dev_rels, pools, n_dev, random.Random(f"{seed}-dev"))  # unmoved by changes to the training mix
     if short := {task: len(items) for task, items in dev.items() if len(items) < n_dev}:
         raise InputError(f"{retriever.store.path}: too few facts for --n_dev {n_dev} per task (got {short}); "
                          "use a larger corpus or a smaller --n_dev")

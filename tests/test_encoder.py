@@ -6,7 +6,8 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from smart.encoder import Encoder, normalize_text, prepare_text
+from smart.defaults import cpu_supports_bf16
+from smart.encoder import Encoder, normalize_text, prepare_text, resolve_dtype
 
 TEXTS = [
     "Paris is the capital of France.",
@@ -20,7 +21,7 @@ TEXTS = [
 
 @pytest.fixture(scope="module")
 def encoder(encoder_dir):
-    return Encoder(str(encoder_dir), device="cpu", max_length=64)
+    return Encoder(str(encoder_dir), device="cpu", max_length=64, dtype="float32")  # exact: checks the pooling math
 
 
 def reference_mean_pooling(model_dir, texts, max_length=64) -> np.ndarray:
@@ -36,7 +37,7 @@ def reference_mean_pooling(model_dir, texts, max_length=64) -> np.ndarray:
 
 def test_equals_direct_forward_and_mean_pooling(encoder, encoder_dir):
     reference = reference_mean_pooling(encoder_dir, TEXTS)
-    raw = Encoder(str(encoder_dir), device="cpu", max_length=64, normalize=False)
+    raw = Encoder(str(encoder_dir), device="cpu", max_length=64, normalize=False, dtype="float32")
     np.testing.assert_allclose(raw.encode(TEXTS, batch_size=2), reference, atol=1e-4)
     # MiniLM's sentence-transformers config asks for L2 normalization on top: "auto" applies it.
     assert encoder.l2_normalize and not raw.l2_normalize
@@ -51,6 +52,15 @@ def test_sorted_batching_keeps_input_order(encoder):
     np.testing.assert_allclose(sorted_out, single, atol=1e-5)
     np.testing.assert_allclose(unsorted_out, single, atol=1e-5)
     assert sorted_out.dtype == np.float32 and sorted_out.shape == (len(TEXTS), 384)
+
+
+def test_auto_precision_on_cpu_agrees_with_float32(encoder, encoder_dir):
+    expected = "bfloat16" if cpu_supports_bf16() else "float32"
+    assert resolve_dtype("auto", "cpu") == expected and resolve_dtype("auto", "cuda:0") == "float16"
+    auto = Encoder(str(encoder_dir), device="cpu", max_length=64)
+    assert next(auto.model.parameters()).dtype == getattr(torch, expected)
+    cosine = (auto.encode(TEXTS, batch_size=2) * encoder.encode(TEXTS, batch_size=2)).sum(axis=1)
+    assert cosine.min() > 0.999  # unit vectors: the bf16 embeddings point where the float32 ones do
 
 
 def test_prepare_text_as_contriever():
