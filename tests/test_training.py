@@ -311,8 +311,8 @@ def fresh_accelerate_state():
 @pytest.mark.parametrize("use_lora", [True, False], ids=["lora", "full"])
 @pytest.mark.usefixtures("fresh_accelerate_state")
 def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, monkeypatch, precision, dtype, use_lora):
-    """bf16 on CPU: float32 weights, matmuls in bfloat16 (autocast); the model/adapter records the precision and
-    a full or merged model is saved in it."""
+    """bf16 on CPU: float32 trained weights (a frozen LoRA base in bfloat16), matmuls in bfloat16 (autocast); the
+    model/adapter records the precision and a full or merged model is saved in it."""
     from safetensors.torch import load_file
 
     seen, real_loss = set(), training.lm_loss
@@ -329,7 +329,8 @@ def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, 
     monkeypatch.setattr(training, "lm_loss", spying_loss)
     out = training.train(train_args(tiny_llama_dir, write_jsonl(tmp_path / "t.jsonl", short_rows()), tmp_path / "out",
                                     mixed_precision=precision, use_lora=use_lora, lora_rank=4, max_train_steps=1))
-    assert seen == {(torch.float32, dtype)}  # every linear layer: float32 weights, output in the training precision
+    frozen_base = {(dtype, dtype)} if use_lora else set()  # a frozen LoRA base is stored in the training precision
+    assert seen == {(torch.float32, dtype)} | frozen_base  # trained linear layers: float32, output in that precision
     name = training.TRAINED_DTYPES[precision]
     if use_lora:
         assert training.read_adapter_record(out)["dtype"] == name
