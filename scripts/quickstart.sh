@@ -2,7 +2,7 @@
 # The main job on the embedded defaults: prepare -> embed -> index/retrieve -> demo trajectories -> stage 1 (short)
 # -> stage 2 (long) -> evaluate SMART vs baselines -> report. Every stage is cached; rerun to resume.
 #
-# Sizes (environment variables; on 2 CPU cores the defaults take about 34 minutes from a fresh clone, 27 once data/
+# Sizes (environment variables; on 2 CPU cores the defaults take about 25 minutes once .venv exists, 21 once data/
 # holds the corpus embeddings; QUICK=1 is the short path):
 #   QUICK=1          small preset (N_TRAIN=80 N_DEV=20 MAX_ARTICLES=2000)
 #   N_TRAIN, N_DEV   demo training items / dev questions per dev task (default 200 / 50)
