@@ -295,7 +295,7 @@ def sentence_claim(rel: Relation, value: str) -> str | None:
     if re.match(r"(?:Its|His|Her|Their) ", before):
         return None  # "Its capital is Rabat": whose?
     before = re.sub(r"^(?:It|This|He|She|They) ", display_title(rel.title) + " ", before)
-    if value != answer and re.search(r"\ban? $", before):
+    if value != answer:  # the article before the swapped value
         before = re.sub(r"\ban? $", ("an " if value[:1].lower() in "aeiou" else "a "), before)
     claim = (before + value + rest).rstrip(" .") + "."
     return claim if len(claim.split()) <= 25 else None
