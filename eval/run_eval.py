@@ -9,7 +9,8 @@ Several datasets and methods in one process (one model load), predictions as <ou
         --method no_retrieval vanilla_rag modular --output_dir results/
 
 Writes per-example predictions (JSONL, resumable: a rerun skips finished examples), a metrics JSON beside each
-(`<output_file stem>.metrics.json`) and appends a row to a markdown table (--results_table).
+(`<output_file stem>.metrics.json`), the trajectory viewer page beside each (`<output_file stem>.html`, see
+eval/view_run.py) and appends a row to a markdown table (--results_table).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from smart import agents, defaults, tasks
+from smart import agents, defaults, tasks, viewer
 from smart.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
 from smart.metrics import append_results_row
@@ -127,6 +128,7 @@ def run_one(args: argparse.Namespace, task_name: str, input_file: str, method: s
     metrics["tokens_per_s"] = stats["generated_tokens"] / stats["seconds"] if stats.get("seconds") else 0.0
     metrics["examples_run"] = len(todo)
     write_json(metrics_path(output_file), metrics)
+    log.info("wrote %s (trajectory viewer)", viewer.write_run_page(output_file))
     if args.results_table:
         append_results_row(args.results_table, metrics)
     return metrics

@@ -13,6 +13,7 @@ from pathlib import Path
 from smart.agents import FALLBACKS, METHODS
 from smart.io import atomic_write, iter_jsonl, write_json
 from smart.tasks import TASKS
+from smart.viewer import report_pages
 
 TRAINING_LOG = "training_log.jsonl"
 METHOD_NAMES = {"smart": "SMART (trained, 4 agents)", "no_retrieval": "Backbone, no retrieval",
@@ -236,6 +237,7 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
     out += [f"![{name}]({name})" for name in images] + [""]
     out += ["## Agent diagnostics", "", "Percent (hits/total); – where a measure does not apply. Gold passages: the "
             "item's passages holding a gold answer. Also in diagnostics.json.", "", diagnostics_table(evaluations)]
+    out += report_pages(run)
     out += ["## Settings", "", "| setting | value |", "|---|---|"]
     out += [f"| {k} | `{v}` |" for k, v in settings.items()] + [""]
     out += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]

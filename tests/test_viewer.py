@@ -1,7 +1,7 @@
 """The trajectory viewer (smart/viewer.py, eval/view_run.py): a page built from hand-made predictions with every kind
 of example (correct, wrong, each fallback, no relevant passage), escaping, located facts, citation links, per-agent
-counts, side by side comparison, located errors on malformed files, and the page's own script driven over a DOM
-stub (node)."""
+counts, side by side comparison, located errors on malformed files, the run_eval and report hooks, and the page's
+own script driven over a DOM stub (node)."""
 from __future__ import annotations
 
 import base64
@@ -17,8 +17,10 @@ import pytest
 
 from smart import trajectory as tj
 from smart import viewer
+from smart.backends import Backend
 
 REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 
 
 def _load(name: str, path: Path):
@@ -29,6 +31,7 @@ def _load(name: str, path: Path):
 
 
 view_run = _load("view_run", REPO / "eval" / "view_run.py")
+run_eval = _load("run_eval", REPO / "eval" / "run_eval.py")
 
 XSS_QUESTION = 'Is <script>alert("q")</script> & "this" safe?'
 XSS_ANSWER = "<img src=x onerror=alert(1)>"
@@ -313,6 +316,52 @@ def test_malformed_predictions_give_one_located_error(tmp_path, capsys, line, me
     err = capsys.readouterr().err
     assert err.startswith(f"error: {bad}{message}") and "Traceback" not in err
     assert list(tmp_path.iterdir()) == [bad]  # no page, no temporary file left
+
+
+# ----------------------------------------------------------------------------------------------- hooks
+class CannedBackend(Backend):
+    """Well-formed SMART steps and plain chat replies, whatever the prompt."""
+
+    name = "canned"
+
+    def _generate(self, prompts, max_new_tokens, stop, add_special_tokens):
+        def reply(prompt: str) -> str:
+            if prompt.endswith(tj.RECONSTRUCTOR):
+                return "Search(<b>who</b>)</eor>"
+            if prompt.endswith(tj.LOCATOR):
+                return "[Relevant]: [1] T\n was an Australian soldier and politician.\n[Irrelevant]: [2] x\n[Irrelevant]: [3] x</eol>"
+            return "politician\n[Cite]: [1]</eog>"
+        return [reply(p) for p in prompts]
+
+    def chat(self, conversations, max_new_tokens, stop=None):
+        return ["a politician" for _ in conversations]
+
+
+def test_run_eval_writes_the_page_beside_its_predictions(tmp_path):
+    args = run_eval.parse_args(["--task", "popqa", "--input_file", str(FIXTURES / "popqa.jsonl"), "--method", "smart",
+                                "vanilla_rag", "--output_dir", str(tmp_path)])
+    backend = CannedBackend()
+    for method in ("smart", "vanilla_rag"):
+        run_eval.run_one(args, "popqa", str(FIXTURES / "popqa.jsonl"), method, str(tmp_path / f"popqa_{method}.jsonl"),
+                         lambda: backend)
+        page = (tmp_path / f"popqa_{method}.html").read_text()
+        n = sum(1 for line in (FIXTURES / "popqa.jsonl").read_text().splitlines() if line.strip())
+        assert page.count('<template class="item"') == n and "passage text not recorded" not in page
+        assert "Major General George James Rankin" in page
+    smart = (tmp_path / "popqa_smart.html").read_text()
+    assert "<li>&lt;b&gt;who&lt;/b&gt;</li>" in smart
+    assert "<mark>was an Australian soldier and politician.</mark>" in smart
+
+
+def test_report_links_the_pages_and_writes_the_side_by_side_page(run_dir):
+    from smart.report import write_report
+
+    report = write_report(run_dir, {}).read_text()
+    assert "## Trajectory viewer" in report
+    assert "[smart](eval/popqa_smart.html)" in report and "[vanilla_rag](eval/popqa_vanilla_rag.html)" in report
+    assert "[smart vs vanilla_rag, side by side](eval/popqa_smart_vs_popqa_vanilla_rag.html)" in report
+    for name in ("popqa_smart.html", "popqa_vanilla_rag.html", "popqa_smart_vs_popqa_vanilla_rag.html"):
+        assert (run_dir / "eval" / name).stat().st_size > 0
 
 
 # ----------------------------------------------------------------------------------------------- the script
