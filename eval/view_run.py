@@ -2,7 +2,7 @@ r"""Build the static trajectory viewer (one self-contained HTML file) of evaluat
 
     python eval/view_run.py runs/quickstart/eval/popqa_smart.jsonl            # -> runs/quickstart/eval/popqa_smart.html
     python eval/view_run.py runs/quickstart/eval/popqa_smart.jsonl \
-        --compare runs/quickstart/eval/popqa_vanilla_rag.jsonl                # -> .../popqa_smart_vs_popqa_vanilla_rag.html
+        --compare runs/quickstart/eval/popqa_vanilla_rag.jsonl     # -> .../popqa_smart_vs_popqa_vanilla_rag.html
     python eval/view_run.py runs/quickstart/eval/{popqa,arc_c}_smart.jsonl --output smart.html   # several datasets
 
 Each predictions file is read with the `.metrics.json` beside it; `--compare` gives one partner per predictions

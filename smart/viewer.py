@@ -165,11 +165,11 @@ def passage_texts(row: dict, example: Example | None) -> list[str | None]:
     given = dict(zip(example.passage_ids, example.passages)) if example else {}
     texts: list[str | None] = []
     for i, passage in enumerate(row["passages"]):
-        title = str(passage.get("title", ""))
+        title, source = str(passage.get("title", "")), given.get(str(passage.get("id")))
         if i < len(written) and _same_title(written[i].title, title):
             texts.append(written[i].text)
-        elif str(passage.get("id")) in given and _same_title(given[str(passage.get("id"))].title, title):
-            texts.append(given[str(passage.get("id"))].text)
+        elif source is not None and _same_title(source.title, title):
+            texts.append(source.text)
         else:
             texts.append(None)
     return texts
@@ -287,7 +287,8 @@ def _summary(run: Run) -> str:
 
 def _compare_summary(items: list[Item], runs: list[Run], compare: list[Run]) -> str:
     """Agreement of the two sides: both right, only one right, answers differing, missing rows; input mismatches."""
-    a, b = esc(runs[0].label if len(runs) == 1 else "first runs"), esc(compare[0].label if len(compare) == 1 else "second runs")
+    a = esc(runs[0].label if len(runs) == 1 else "first runs")
+    b = esc(compare[0].label if len(compare) == 1 else "second runs")
     both = [i for i in items if i.a and i.b]
     pairs = {
         "examples": len(items), "in both": len(both),
@@ -317,7 +318,8 @@ def _passage(anchor: str, index: int, passage: dict, text: str | None, fact: dic
     """One retrieved passage: number, title, verdict, gold/cited flags, the text with the located fact marked."""
     badges = []
     if fact is not None:
-        badges.append('<span class="b rel">relevant</span>' if fact["relevant"] else '<span class="b irr">irrelevant</span>')
+        verdict = ("rel", "relevant") if fact["relevant"] else ("irr", "irrelevant")
+        badges.append('<span class="b {}">{}</span>'.format(*verdict))
     elif judged:
         badges.append('<span class="b nj">not judged</span>')
     badges += ['<span class="b gold">holds gold</span>'] * gold + ['<span class="b cited">cited</span>'] * cited
@@ -358,15 +360,18 @@ def _side(n: int, side: str, run: Run, row: dict | None, compare: bool) -> str:
     links = []
     for c in row["citations"]:
         ok = 1 <= c <= len(row["passages"])
-        links.append(f'<a class="cite" href="#{anchor}-p{c}">[{c}]</a>' if ok else f'<span class="b bad">[{c}] no such passage</span>')
+        links.append(f'<a class="cite" href="#{anchor}-p{c}">[{c}]</a>' if ok
+                     else f'<span class="b bad">[{c}] no such passage</span>')
     cites = f' <span class="cites">cites {" ".join(links)}</span>' if links else ""
-    out.append(f'<div class="label">answer</div><div class="answer">{esc(row["answer"]) or "<i>(empty)</i>"}{cites}</div>')
-    score = row.get("score")
+    answer = esc(row["answer"]) or "<i>(empty)</i>"
+    out.append(f'<div class="label">answer</div><div class="answer">{answer}{cites}</div>')
+    score = "–" if row.get("score") is None else f'{row["score"]:g}'
     label = f' · parsed label <b>{esc(_fmt(row["label"]))}</b>' if "label" in row else ""
     golds = " | ".join(esc(g) for g in row.get("golds") or []) or "–"
-    out.append(f'<div class="gold">gold: <b>{golds}</b> · score <b>{"–" if score is None else f"{score:g}"}</b>{label}</div>')
+    out.append(f'<div class="golds">gold: <b>{golds}</b> · score <b>{score}</b>{label}</div>')
     if row["fallbacks"]:
-        out.append("<div>" + " ".join(f'<span class="b fb">{esc(f)} fallback</span>' for f in row["fallbacks"]) + "</div>")
+        out.append("<div>" + " ".join(f'<span class="b fb">{esc(f)} fallback</span>' for f in row["fallbacks"])
+                   + "</div>")
     if row["problems"]:
         out.append('<ul class="problems">' + "".join(f"<li>{esc(p)}</li>" for p in row["problems"]) + "</ul>")
     out.append(f'<details><summary>raw trajectory</summary><pre>{esc(row["trajectory"])}</pre></details></section>')
@@ -390,8 +395,9 @@ def _card(n: int, item: Item) -> str:
     badge = "" if other is not None else f'<span class="b {result(a)}">{result(a)}</span> '
     data = " ".join(f'{k}="{esc(v)}"' for k, v in attrs.items())
     return (f'<template class="item" {data}>'
-            f'<article class="card" id="item-{n}"><div class="meta">{badge}<span class="b ds">{esc(run.dataset)}</span> '
-            f'<code>{esc(item.key)}</code> <span class="muted">#{n + 1}</span></div>'
+            f'<article class="card" id="item-{n}"><div class="meta">{badge}'
+            f'<span class="b ds">{esc(run.dataset)}</span> <code>{esc(item.key)}</code> '
+            f'<span class="muted">#{n + 1}</span></div>'
             f'<h3 class="question">{esc(first["question"])}</h3>{request_html}'
             f'<div class="sides{" two" if other is not None else ""}">{sides}</div></article></template>')
 
@@ -426,7 +432,8 @@ PAGER = ('<nav class="pager"><button type="button" class="prev">&lsaquo; previou
 CSS = """
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1500px;padding:0 16px 40px;color:#222}
 h1{font-size:20px}h2{font-size:16px;margin:4px 0}h3{font-size:13px;margin:10px 0 4px}h4{margin:0 0 6px}
-.summaries{display:flex;flex-wrap:wrap;gap:12px}.summary{border:1px solid #ccc;border-radius:6px;padding:8px 12px;flex:1 1 380px}
+.summaries{display:flex;flex-wrap:wrap;gap:12px}
+.summary{border:1px solid #ccc;border-radius:6px;padding:8px 12px;flex:1 1 380px}
 table{border-collapse:collapse}th,td{padding:1px 8px;text-align:left;vertical-align:top;border-bottom:1px solid #eee}
 .kv td{word-break:break-all}.muted{color:#777}.warn{color:#a40}
 #filters{position:sticky;top:0;background:#f7f7f7;border-bottom:1px solid #ccc;padding:8px;display:flex;flex-wrap:wrap;
@@ -441,7 +448,7 @@ gap:12px;align-items:center;z-index:1;margin-top:12px}#count{font-weight:bold}
 .b{display:inline-block;font-size:11px;border-radius:3px;padding:0 5px;background:#eee}
 .correct{background:#c8ecc8}.wrong{background:#f6caca}.partial{background:#f6e3b0}.rel{background:#c8ecc8}
 .irr{background:#e4e4e4}.nj,.bad,.fb{background:#f6caca}.gold{background:#fff0b3}.cited{background:#cfe0fb}
-.gold.b{background:#fff0b3}.ds{background:#dde}.problems{color:#a00;margin:2px 0}
+.ds{background:#dde}.problems{color:#a00;margin:2px 0}
 pre{white-space:pre-wrap;word-break:break-word;background:#f7f7f7;padding:6px;margin:4px 0}
 """
 
@@ -532,7 +539,7 @@ def render_page(runs: list[Run], compare: list[Run] | None = None, title: str | 
             f"<title>{esc(title)} · SMART trajectory viewer</title><style>{CSS}</style></head><body>"
             f"<h1>SMART trajectory viewer: {esc(title)}</h1>"
             f'<div class="summaries">{"".join(summaries)}</div>'
-            f"{_filters(items, a_label, b_label)}{PAGER}<main id=\"cards\" data-page-size=\"{PAGE_SIZE}\"></main>{PAGER}"
+            f'{_filters(items, a_label, b_label)}{PAGER}<main id="cards" data-page-size="{PAGE_SIZE}"></main>{PAGER}'
             f"<noscript><p>The examples are shown by this page's own script: enable JavaScript.</p></noscript>"
             f'{"".join(_card(n, item) for n, item in enumerate(items))}<script>{JS}</script></body></html>\n')
 
@@ -549,6 +556,11 @@ def write_page(output: str | os.PathLike, runs: list[Run], compare: list[Run] | 
 def write_run_page(predictions: str | os.PathLike) -> Path:
     """The page of one run, `<stem>.html` beside its predictions (what eval/run_eval.py writes after each run)."""
     return write_page(page_path(predictions), [load_run(predictions)])
+
+
+def _ordered(names: set[str], known) -> list[str]:
+    """`names` in the order of `known`, the others after them alphabetically."""
+    return [n for n in known if n in names] + sorted(names - set(known))
 
 
 def report_pages(run_dir: str | os.PathLike, pair: tuple[str, str] = ("smart", "vanilla_rag")) -> list[str]:
@@ -568,8 +580,7 @@ def report_pages(run_dir: str | os.PathLike, pair: tuple[str, str] = ("smart", "
             write_run_page(predictions)
         info = _read_json(metrics)
         found[str(info.get("task")), str(info.get("method"))] = predictions
-    tasks = [t for t in TASKS if any(t == task for task, _ in found)] + sorted({t for t, _ in found} - set(TASKS))
-    methods = [m for m in METHODS if any(m == method for _, method in found)] + sorted({m for _, m in found} - set(METHODS))
+    tasks, methods = _ordered({t for t, _ in found}, TASKS), _ordered({m for _, m in found}, METHODS)
     lines = ["## Trajectory viewer", "",
              "One static page per evaluation (open it from disk): metrics, fallbacks and problems per agent, and every "
              "example with its queries, passages, located facts, cited answer and raw trajectory, with filters. "

@@ -116,8 +116,9 @@ VANILLA = [vanilla_row("ok", "2000", 1.0), vanilla_row("xss", "yes", 1.0),
 def write_run(folder: Path, stem: str, method: str, rows: list[dict], input_file: Path | None) -> Path:
     path = folder / f"{stem}.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    metrics = {"task": "popqa", "method": method, "model": "m", "score": 100 * sum(r["score"] for r in rows) / len(rows),
-               "n": len(rows), "fallbacks": {}, "settings": {"ndocs": 3, "retrieval": "static"}}
+    score = 100 * sum(r["score"] for r in rows) / len(rows)
+    metrics = {"task": "popqa", "method": method, "model": "m", "score": score, "n": len(rows), "fallbacks": {},
+               "settings": {"ndocs": 3, "retrieval": "static"}}
     if input_file:
         metrics["input_file"] = str(input_file)
     viewer.metrics_file(path).write_text(json.dumps(metrics))
@@ -259,7 +260,8 @@ def test_passage_texts_from_the_trajectory_without_the_input_file(run_dir):
 # ----------------------------------------------------------------------------------------------- side by side
 def test_compare_two_runs_side_by_side(run_dir):
     eval_dir = run_dir / "eval"
-    smart, vanilla = viewer.load_run(eval_dir / "popqa_smart.jsonl"), viewer.load_run(eval_dir / "popqa_vanilla_rag.jsonl")
+    smart = viewer.load_run(eval_dir / "popqa_smart.jsonl")
+    vanilla = viewer.load_run(eval_dir / "popqa_vanilla_rag.jsonl")
     page = viewer.render_page([smart], [vanilla])
     assert page.count('<template class="item"') == len(SMART)
     differing = {key: attrs for key, attrs in re.findall(r'data-text="(\S+) [^"]*" data-result-b="\w+" '
@@ -282,7 +284,8 @@ def test_cli_writes_pages_beside_the_predictions(run_dir, capsys):
     eval_dir = run_dir / "eval"
     assert view_run.main([str(eval_dir / "popqa_smart.jsonl")]) == 0
     assert (eval_dir / "popqa_smart.html").read_text().count('<template class="item"') == len(SMART)
-    assert view_run.main([str(eval_dir / "popqa_smart.jsonl"), "--compare", str(eval_dir / "popqa_vanilla_rag.jsonl")]) == 0
+    assert view_run.main([str(eval_dir / "popqa_smart.jsonl"), "--compare",
+                          str(eval_dir / "popqa_vanilla_rag.jsonl")]) == 0
     assert "data-compare" in (eval_dir / "popqa_smart_vs_popqa_vanilla_rag.html").read_text()
     out = run_dir / "both.html"
     assert view_run.main([str(eval_dir / "popqa_smart.jsonl"), str(eval_dir / "popqa_vanilla_rag.jsonl"),
@@ -294,8 +297,8 @@ def test_cli_writes_pages_beside_the_predictions(run_dir, capsys):
     for name in ("popqa_smart.jsonl", "popqa_smart.metrics.json"):
         shutil.copy(eval_dir / name, run_dir / "other" / name)
     out = run_dir / "checkpoints.html"
-    assert view_run.main([str(eval_dir / "popqa_smart.jsonl"), "--compare", str(run_dir / "other" / "popqa_smart.jsonl"),
-                          "--output", str(out)]) == 0
+    assert view_run.main([str(eval_dir / "popqa_smart.jsonl"), "--compare",
+                          str(run_dir / "other" / "popqa_smart.jsonl"), "--output", str(out)]) == 0
     assert "<h2>eval/popqa_smart vs other/popqa_smart</h2>" in out.read_text()
 
 
@@ -329,7 +332,8 @@ class CannedBackend(Backend):
             if prompt.endswith(tj.RECONSTRUCTOR):
                 return "Search(<b>who</b>)</eor>"
             if prompt.endswith(tj.LOCATOR):
-                return "[Relevant]: [1] T\n was an Australian soldier and politician.\n[Irrelevant]: [2] x\n[Irrelevant]: [3] x</eol>"
+                return ("[Relevant]: [1] T\n was an Australian soldier and politician.\n[Irrelevant]: [2] x\n"
+                        "[Irrelevant]: [3] x</eol>")
             return "politician\n[Cite]: [1]</eog>"
         return [reply(p) for p in prompts]
 
@@ -387,7 +391,8 @@ const button = () => ({ disabled: false, addEventListener(type, f) { this.click 
 const pagers = [0, 1].map(() => ({ parts: { ".pageinfo": { textContent: "" }, ".prev": button(), ".next": button() },
   querySelector(sel) { return this.parts[sel]; } }));
 const size = html.match(/<main id="cards" data-page-size="(\d+)"/)[1];
-const cards = { dataset: { pageSize: size }, shown: [], replaceChildren(frag) { this.shown = frag.children.map((c) => c.key); } };
+const cards = { dataset: { pageSize: size }, shown: [],
+  replaceChildren(frag) { this.shown = frag.children.map((c) => c.key); } };
 const count = { textContent: "" };
 const location = { hash: steps.hash || "", pathname: "/page.html", search: "" };
 const document = {
@@ -432,7 +437,8 @@ def test_page_script_filters_and_pages(run_dir, monkeypatch):
         {"set": "result", "value": "wrong"}, {"set": "fallback", "value": "locator"},
         {"set": "compare", "value": "differ"}, {"set": "q", "value": "HAMLET"}, {"set": "q", "value": ""}])
     assert start["shown"] == keys and start["count"] == f"{len(keys)} of {len(keys)} examples"
-    assert wrong["shown"] == ["dev_xss", "dev_locator", "dev_generator", "dev_none"] and wrong["hash"] == "#result=wrong"
+    assert wrong["shown"] == ["dev_xss", "dev_locator", "dev_generator", "dev_none"]
+    assert wrong["hash"] == "#result=wrong"
     assert locator["shown"] == ["dev_locator"]
     assert differ["shown"] == ["dev_locator"] and differ["hash"] == "#result=wrong&compare=differ&fallback=locator"
     assert searched["shown"] == [] and searched["count"] == f"0 of {len(keys)} examples"
