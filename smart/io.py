@@ -106,10 +106,14 @@ def require(obj: dict, field: str, path: str | os.PathLike, line: int, kind: typ
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8"):
-    """Write to a temporary file beside `path` and rename it into place only when the block succeeds."""
+    """Write to a temporary file beside `path` and rename it into place only when the block succeeds; the file
+    gets the permissions a plain open() would (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as f:
             yield f

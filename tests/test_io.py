@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -45,6 +46,16 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             f.write("half")
             raise RuntimeError("killed")
     assert out.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_atomic_write_permissions_follow_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        with atomic_write(tmp_path / "page.html") as f:
+            f.write("x")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "page.html").stat().st_mode & 0o777 == 0o644  # readable by others, as open() would make it
 
 
 def test_resumable_jsonl_skips_done_and_cuts_torn_tail(tmp_path):
