@@ -42,7 +42,7 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     """The stages, in order, and the settings they were built from (sizes read from the environment)."""
     quick = env("QUICK", "0") == "1"
     max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
-    n_train = env("N_TRAIN", "80" if quick else "200")
+    n_train = env("N_TRAIN", "64" if quick else "200")
     n_dev = env("N_DEV", "20" if quick else "50")
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")
@@ -62,7 +62,7 @@ def plan(run: Path, data: Path) -> tuple[list[Stage], dict[str, str]]:
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
                  "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
-                 "LR_SCHEDULER": env("LR_SCHEDULER", "linear"), "WARMUP_RATIO": "0.03",
+                 "LR_SCHEDULER": env("LR_SCHEDULER", "constant" if quick else "linear"), "WARMUP_RATIO": "0.03",
                  "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "LORA_DROPOUT": env("LORA_DROPOUT", "0"),
                  "MAX_SEQ_LENGTH": "1024", "MAX_STEPS": max_steps, "PRECISION": precision,
                  "USE_SPECIAL_TOKENS": special_tokens}

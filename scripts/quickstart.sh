@@ -4,7 +4,7 @@
 #
 # Sizes (environment variables; on 2 CPU cores the defaults take about 25 minutes once .venv exists, 21 once data/
 # holds the corpus embeddings; QUICK=1 is the short path):
-#   QUICK=1          small preset (N_TRAIN=80 N_DEV=20 MAX_ARTICLES=2000)
+#   QUICK=1          small preset (N_TRAIN=64 N_DEV=20 MAX_ARTICLES=2000 LR_SCHEDULER=constant)
 #   N_TRAIN, N_DEV   demo training items / dev questions per dev task (default 200 / 50)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
 #   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3,

@@ -121,7 +121,8 @@ _TRAILING = {"of", "about", "the", "a", "an", "and", "or", "its", "their", "his"
 
 def _head(phrase: str, max_words: int = 4) -> str:
     """A noun phrase cut before its first preposition or clause (kept through `of` after a vague head such as
-    "form of theatre"), at most `max_words` words on each side of that `of`, without trailing function words."""
+    "form of theatre"), without trailing function words; "" when longer than `max_words` words on either side of
+    that `of` (cutting it would leave "a private Ivy League research")."""
     parts = phrase.split(",")
     phrase = " " + (",".join(parts[:2]) if len(parts[0].split()) == 1 else parts[0])  # "a large, rounded body"
     m = _CUT.search(phrase)
@@ -132,9 +133,13 @@ def _head(phrase: str, max_words: int = 4) -> str:
     if m and m.group(0).strip() == "of" and head.split() and head.split()[-1] in _VAGUE:
         rest = phrase[m.end() - 1:].strip()
         n = _CUT.search(" " + rest)
-        head = f"{' '.join(head.split()[:max_words])} of {rest[:n.start() - 1] if n else rest}"
+        if len(head.split()) > max_words:
+            return ""
+        head = f"{head} of {rest[:n.start() - 1] if n else rest}"
         max_words = 2 * max_words + 1
-    words = head.split()[:max_words]
+    words = head.split()
+    if len(words) > max_words:
+        return ""
     while words and words[-1].lower().strip(".") in _TRAILING:
         words.pop()
     if not words or (len(words) == 1 and words[0] in _VAGUE) or words[-1] in ("name", "term", "word") \

@@ -290,6 +290,9 @@ def test_relations_read_off_passages():
     planet = relations_of_passage("Planet", "Science", "8", "A planet is a large, rounded astronomical body that "
                                   "orbits a star.", first=True)
     assert [r.answers[0] for r in planet] == ["large, rounded astronomical body"]  # not "large"
+    cornell = relations_of_passage("Cornell University", "Society", "2", "Cornell University is a private Ivy League "
+                                   "research university based in Ithaca, New York.", first=True)
+    assert cornell == []  # too long to name the thing by, and cut it would read "private Ivy League research"
     later = relations_of_passage("Lima", "Geography", "4", "Lima is a city of contrasts.", first=False)
     assert later == []  # definitions come only from an article's first sentence
     for r in person + film + city:
