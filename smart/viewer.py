@@ -13,6 +13,10 @@ Passage texts: predictions keep only `{id, title}` per passage. The text comes f
 
 Every text is HTML-escaped in Python; the script only filters and pages the cards, which sit inert in `<template>`
 elements until shown (a page of PAGE_SIZE at a time, so 10k examples stay usable).
+
+Screenshots: `screenshot` opens a page from disk in headless Chromium (Selenium and chromedriver; Debian's
+`chromium` and `chromium-driver`), with a filter state given as the page's URL fragment, and saves what a window
+shows as PNG (eval/view_run.py --screenshot; tests/test_viewer_browser.py drives the filters the same way).
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import html
 import json
 import os
 import re
+import shutil
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -495,7 +500,15 @@ JS = """
     });
     saveState();
   }
-  function filter() { shown = items.filter(keep); page = 0; render(); }
+  function state() {
+    return Array.prototype.map.call(form.elements, function (el) { return el.name ? el.name + "=" + el.value : ""; })
+      .join("&");
+  }
+  var filtered = null;  // the form state the cards were filtered for
+  function filter() {  // on "input", and on "change": chromedriver picking an option fires only that
+    if (state() === filtered) return;
+    filtered = state(); shown = items.filter(keep); page = 0; render();
+  }
   function turn(step) { page += step; render(); form.scrollIntoView(); }
   if (location.hash.indexOf("=") >= 0) {
     var p = new URLSearchParams(location.hash.slice(1));
@@ -503,11 +516,13 @@ JS = """
   }
   var start = parseInt(new URLSearchParams(location.hash.slice(1)).get("page") || "1", 10) - 1;
   form.addEventListener("input", filter);
+  form.addEventListener("change", filter);
   form.addEventListener("submit", function (e) { e.preventDefault(); });
   Array.prototype.forEach.call(document.querySelectorAll(".pager"), function (nav) {
     nav.querySelector(".prev").addEventListener("click", function () { turn(-1); });
     nav.querySelector(".next").addEventListener("click", function () { turn(1); });
   });
+  filtered = state();
   shown = items.filter(keep);
   page = isNaN(start) ? 0 : start;
   render();
@@ -558,6 +573,101 @@ def write_run_page(predictions: str | os.PathLike) -> Path:
     return write_page(page_path(predictions), [load_run(predictions)])
 
 
+# ----------------------------------------------------------------------------------------------- screenshots
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+WINDOW = (1280, 900)  # CSS pixels (at device scale 1: the PNG's pixels)
+
+
+class BrowserError(RuntimeError):
+    """No browser to open a page with, or the page's script did not show its cards."""
+
+
+def find_browser() -> tuple[str, str] | None:
+    """(Chromium or Chrome, chromedriver): $CHROME_BIN and $CHROMEDRIVER, else the first found on PATH; None when
+    either is missing (Debian: apt-get install chromium chromium-driver)."""
+    env = os.environ
+    browser = shutil.which(env["CHROME_BIN"]) if env.get("CHROME_BIN") else next(
+        filter(None, map(shutil.which, BROWSERS)), None)
+    driver = shutil.which(env.get("CHROMEDRIVER") or "chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+def open_browser(window: tuple[int, int] = WINDOW):
+    """A headless Chromium driven by Selenium whose pages are `window` (width, height) CSS pixels at device scale 1;
+    the caller quits it. BrowserError when none is found."""
+    found = find_browser()
+    if found is None:
+        raise BrowserError("no Chromium and chromedriver found (Debian: apt-get install chromium chromium-driver; "
+                           "or set CHROME_BIN and CHROMEDRIVER)")
+    from selenium import webdriver
+    from selenium.common.exceptions import WebDriverException
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = found[0]
+    for arg in ("--headless=new", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--no-first-run",
+                "--disable-extensions", "--disable-background-networking", f"--window-size={window[0]},{window[1]}"):
+        options.add_argument(arg)
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        options.add_argument("--no-sandbox")  # Chromium will not start as root with its sandbox
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for BrowserError messages
+    try:
+        driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=found[1]))
+    except WebDriverException as e:  # a driver not matching the browser, a browser that does not start, ...
+        raise BrowserError(f"{found[1]} could not start {found[0]}: {(e.msg or str(e)).strip()}") from None
+    try:  # the viewport itself, whatever room the headless window keeps for its frame
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": window[0], "height": window[1], "deviceScaleFactor": 1, "mobile": False})
+    except BaseException:
+        driver.quit()
+        raise
+    return driver
+
+
+def show(driver, page: str | os.PathLike, fragment: str = "", timeout: float = 20.0) -> None:
+    """Load `page` from disk in `driver` with the filter state `fragment` (as in the page's URL:
+    `result=wrong&fallback=locator`) and wait until its script has shown the cards; BrowserError when it does not
+    (a script blocked by the Content-Security-Policy, or failing), with the browser console's errors."""
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    fragment = fragment.lstrip("#")
+    driver.get("about:blank")  # a new document even when only the fragment changed
+    driver.get(Path(page).resolve().as_uri() + (f"#{fragment}" if fragment else ""))
+    try:
+        WebDriverWait(driver, timeout).until(lambda d: d.execute_script(
+            'var c = document.getElementById("count"); return c && c.textContent;'))
+    except TimeoutException:
+        errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        raise BrowserError(f"{page}: the page's script showed no cards within {timeout:g} s"
+                           + (f" ({'; '.join(errors)})" if errors else "")) from None
+
+
+SCREENSHOT_AT = ("top", "cards")
+
+
+def screenshot(page: str | os.PathLike, png: str | os.PathLike | None = None, fragment: str = "",
+               window: tuple[int, int] = WINDOW, at: str = "top", driver=None) -> Path:
+    """Save as PNG (default: the page's path, .png) what a `window` of headless Chromium shows of `page` opened with
+    the filter state `fragment`, `at` the top of the page (summaries) or scrolled to its `cards` (the filters on
+    top); written atomically. `driver`: an open browser to use (else one is started, then quit)."""
+    if at not in SCREENSHOT_AT:
+        raise ValueError(f"at: expected one of {', '.join(SCREENSHOT_AT)}, got {at!r}")
+    png = Path(png) if png is not None else Path(page).with_suffix(".png")
+    own = driver is None
+    driver = open_browser(window) if own else driver
+    try:
+        show(driver, page, fragment)
+        if at == "cards":
+            driver.execute_script('document.getElementById("filters").scrollIntoView();')
+        data = driver.get_screenshot_as_png()
+    finally:
+        if own:
+            driver.quit()
+    with atomic_write(png, "wb") as f:
+        f.write(data)
+    return png
+
+
 def _ordered(names: set[str], known) -> list[str]:
     """`names` in the order of `known`, the others after them alphabetically."""
     return [n for n in known if n in names] + sorted(names - set(known))
@@ -567,9 +677,16 @@ def report_pages(run_dir: str | os.PathLike, pair: tuple[str, str] = ("smart", "
     """The quickstart report's viewer section: markdown lines linking the pages (paths relative to `run_dir`).
 
     Writes each eval page that is missing or older than its predictions or metrics, and per task a side-by-side
-    page of the `pair` of methods.
+    page of the `pair` of methods. A page's screenshot (`<page>.png` beside it, eval/view_run.py --screenshot) is
+    linked when there is one.
     """
     run_dir = Path(run_dir)
+
+    def link(text: str, page: Path) -> str:
+        shot = page.with_suffix(".png")
+        return f"[{text}]({page.relative_to(run_dir)})" + (f" ([screenshot]({shot.relative_to(run_dir)}))"
+                                                            if shot.exists() else "")
+
     found: dict[tuple[str, str], Path] = {}
     for metrics in sorted((run_dir / "eval").glob("*.metrics.json")):
         predictions = metrics.with_name(metrics.name.removesuffix(".metrics.json") + ".jsonl")
@@ -586,10 +703,10 @@ def report_pages(run_dir: str | os.PathLike, pair: tuple[str, str] = ("smart", "
              "example with its queries, passages, located facts, cited answer and raw trajectory, with filters. "
              "`python eval/view_run.py PREDICTIONS.jsonl [--compare OTHER.jsonl]` rebuilds or compares any run.", ""]
     for task in tasks:
-        links = [f"[{m}]({page_path(found[task, m]).relative_to(run_dir)})" for m in methods if (task, m) in found]
+        links = [link(m, page_path(found[task, m])) for m in methods if (task, m) in found]
         if (task, pair[0]) in found and (task, pair[1]) in found:
             a, b = found[task, pair[0]], found[task, pair[1]]
             page = write_page(compare_path(a, b), [load_run(a)], [load_run(b)])
-            links.append(f"[{pair[0]} vs {pair[1]}, side by side]({page.relative_to(run_dir)})")
+            links.append(link(f"{pair[0]} vs {pair[1]}, side by side", page))
         lines.append(f"- {task}: " + " · ".join(links))
     return lines + [""]
