@@ -21,6 +21,7 @@ FAULTS = ("429", "500", "503", "401", "hang", "bad_json", "length")
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # listen backlog; socketserver's 5 drops a burst of connects (1 s SYN retry each)
 
     def handle_error(self, request, client_address) -> None:  # a client that timed out and left: expected
         pass
