@@ -116,7 +116,9 @@ _VAGUE = {"first", "second", "third", "last", "only", "name", "term", "word", "o
           "state", "collection", "way", "study", "system", "body", "unit", "style", "line", "method", "process",
           "genus", "species", "capital", "range", "variety", "piece"}
 _ADJECTIVE_END = re.compile(r"(?:ous|ical|ful|less|able|ible|\w{5,}ed)$")  # "philosophical", "straight-grained"
-_TRAILING = {"of", "about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i"}
+_TRAILING = {"of", "about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i",
+             "endemic", "originating", "active", "situated", "found"}  # words after the noun: "bear species endemic"
+_ADVERB = re.compile(r"\w{3,}ly$")  # "a country primarily located in": the head is "country"
 
 
 def _head(phrase: str, max_words: int = 4) -> str:
@@ -140,7 +142,7 @@ def _head(phrase: str, max_words: int = 4) -> str:
     words = head.split()
     if len(words) > max_words:
         return ""
-    while words and words[-1].lower().strip(".") in _TRAILING:
+    while words and (words[-1].lower().strip(".") in _TRAILING or _ADVERB.match(words[-1])):
         words.pop()
     if not words or (len(words) == 1 and words[0] in _VAGUE) or words[-1] in ("name", "term", "word") \
             or _ADJECTIVE_END.search(words[-1]):
@@ -337,10 +339,19 @@ def _base_item(rel: Relation, shape: str) -> dict:
             "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
 
 
+def verdict_answer(fact_value: str, label: str) -> str:
+    """A claim's answer when a fact was located: the value the fact gives (the span the claim restates or changes),
+    then the verdict ("Polish: false"). Measured on 100 dev claims with the fact given, after 75 steps on 150 pairs:
+    59 right this way (40 answered true) against 51 for the bare label (4 answered true): writing the value first
+    leaves the verdict a comparison of two spans in view instead of a search of the claim against the fact."""
+    return f"{fact_value}: {label}"
+
+
 def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: str,
                 truths: tuple[bool, ...]) -> list[dict]:
     """PubHealth-like items on one fact, one per entry of `truths`: the fact restated (True) or its value changed
-    (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value."""
+    (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value.
+    `output` is the reasoned verdict (`verdict_answer`), `golds` the bare label (what a miss answers, and scores)."""
     others = _distractors(rel, pool, rng, 1)
     if not others:
         return []
@@ -352,7 +363,8 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
         claim = (restate and sentence_claim(rel, value)) or _fill(template, rel, value)
         label = "true" if true else "false"
         items.append({**_base_item(rel, "claim"), "task_type": FACT_VERIFICATION, "claim": claim, "input": claim,
-                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": label, "golds": [label]})
+                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": verdict_answer(rel.answers[0], label),
+                      "golds": [label]})
     return items
 
 
@@ -570,6 +582,8 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
         ctxs = training_ctxs(row, found, retriever.store, n_docs if len(row["queries"]) == 1 else 2, miss, rng)
         if ctxs:
             misses += miss
+            if miss and row["shape"] == "claim":
+                row = {**row, "output": row["golds"][0]}  # no fact to read the value from: the verdict alone
             retrieved.append({**row, "ctxs": ctxs, "miss": miss})
     write_jsonl(work / "retrieved.jsonl", retrieved)
     located = work / "located.jsonl"

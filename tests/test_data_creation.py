@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -290,6 +291,12 @@ def test_relations_read_off_passages():
     planet = relations_of_passage("Planet", "Science", "8", "A planet is a large, rounded astronomical body that "
                                   "orbits a star.", first=True)
     assert [r.answers[0] for r in planet] == ["large, rounded astronomical body"]  # not "large"
+    for title, sentence, head in (
+            ("France", "France is a country primarily located in Western Europe.", "country"),
+            ("Giant panda", "The giant panda is a bear species endemic to China.", "bear species"),
+            ("Cattle", "Cattle is a large domesticated bovine originating in Asia.", "large domesticated bovine")):
+        found = relations_of_passage(title, "Science", "1", sentence, first=True)
+        assert [r.answers[0] for r in found] == [head]  # no adverb or post-nominal adjective left on the head
     cornell = relations_of_passage("Cornell University", "Society", "2", "Cornell University is a private Ivy League "
                                    "research university based in Ithaca, New York.", first=True)
     assert cornell == []  # too long to name the thing by, and cut it would read "private Ivy League research"
@@ -316,9 +323,10 @@ def test_demo_items_shapes_and_phrasings():
     assert len(set(texts)) == 4 and texts[LABEL_INDEX[choice["answerKey"]]] == "German"
     assert sorted(t for t in texts if t != "German") == ["French", "Italian", "Spanish"]  # never the gold again
     claims = [D.make_item("claim", rels[0], pool, random.Random(s), "train") for s in range(20)]
-    assert {c["output"] for c in claims} == {"true", "false"}
+    assert {c["golds"][0] for c in claims} == {"true", "false"}
     for c in claims:  # a false claim changes exactly the value: it no longer holds the gold
-        assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["output"] == "true")
+        assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["golds"] == ["true"])
+        assert c["output"] == f"{rels[0].answers[0]}: {c['golds'][0]}"  # the fact's value, then the verdict
     # the evidence's own clause, the value swapped (and its article fixed): exactly one fact changed
     person = D.Relation("Alan Turing", "People", "nationality", ["English", "England"],
                         "Alan Turing (1912-1954) was an English mathematician, who founded computer science.", "1")
@@ -332,7 +340,7 @@ def test_demo_items_shapes_and_phrasings():
     assert any(c.startswith("Person 0 was a") for c in restated) and any("Person 0 was a" not in c for c in restated)
     for seed in range(6):  # a training pair: one fact, one phrasing, the value alone differs
         true, false = D.make_claims(rels[0], pool, random.Random(seed), "train", (True, False))
-        assert (true["output"], false["output"]) == ("true", "false") and true["evidence"] == false["evidence"]
+        assert (true["golds"], false["golds"]) == (["true"], ["false"]) and true["evidence"] == false["evidence"]
         differ = [(a, b) for a, b in zip(true["claim"].split(), false["claim"].split()) if a != b and b not in ("a", "an")]
         assert len(true["claim"].split()) == len(false["claim"].split()) and len(differ) == 1, (true, false)
     pairs = D.compare_pairs(rels, 2, random.Random(1))
@@ -387,6 +395,11 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
     assert 0.05 <= len(no_facts) / len(longs) <= 0.4  # retrieval misses: every passage irrelevant, no [Cite]
     assert all("[Cite]" not in r["output"] for r in no_facts)
     assert stats["types"].get("generator_no_facts", 0) == len(no_facts)
+    claims = [r for r in longs if r["dataset_name"] == "demo_claim"]
+    assert claims
+    for r in claims:  # with a located fact the verdict follows the fact's value; a miss answers the label alone
+        answer = T.parse_answer(r["output"].split(T.GENERATOR)[1])[0]
+        assert re.fullmatch(r"[^\n]+: (?:true|false)" if T.RELEVANT in r["output"] else "true|false", answer), answer
     dev_questions = set()
     for task in DEV_TASKS:  # the paper's file shapes, read by the eval runner's own loader
         examples = load_examples(task, tmp_path / "demo" / f"{task}_dev.jsonl", ndocs=3)

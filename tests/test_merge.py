@@ -56,8 +56,18 @@ def test_merged_logits_equal_adapter_logits(tmp_path, tiny_llama_dir, adapter_di
                                                                               [T.Fact(1, False)], "x", []))
     ids = tokenizer(text, return_tensors="pt")["input_ids"]
     assert (ids >= base_embeddings.shape[0]).any()  # the probe uses the new special tokens
-    with torch.no_grad():  # in float64, so float32 rounding of W + BA against W x + B(A x) cannot pass for a bug
-        torch.testing.assert_close(merged.double()(ids).logits, with_adapter.double()(ids).logits, rtol=1e-4, atol=5e-5)
+    with torch.no_grad():
+        # the saved weights are W + BA, and the new-token rows, computed in float32: each within float32 rounding of
+        # the exact (float64) merge. Logits are not compared that tightly: 3 steps at lr 5e-2 leave the tiny model so
+        # ill-conditioned that one-ulp weight changes move some new-token logits by 2e-4 (seen on AVX2 CPUs)
+        expected = with_adapter.double()(ids).logits
+        exact = with_adapter.merge_and_unload().state_dict()
+        saved = merged.state_dict()
+        assert saved.keys() == exact.keys()
+        for name, weight in saved.items():
+            assert weight.dtype == torch.float32, name
+            torch.testing.assert_close(weight.double(), exact[name], rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(merged.double()(ids).logits, expected, rtol=1e-3, atol=1e-3 * expected.abs().max().item())
         merged.float()
     # the merge changed something: LoRA deltas and trained special-token rows are in the weights
     new_rows = merged.get_input_embeddings().weight[base_embeddings.shape[0]:]
