@@ -339,19 +339,28 @@ def _base_item(rel: Relation, shape: str) -> dict:
             "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
 
 
-def verdict_answer(fact_value: str, label: str) -> str:
-    """A claim's answer when a fact was located: the value the fact gives (the span the claim restates or changes),
-    then the verdict ("Polish: false"). Measured on 100 dev claims with the fact given, after 75 steps on 150 pairs:
-    59 right this way (40 answered true) against 51 for the bare label (4 answered true): writing the value first
-    leaves the verdict a comparison of two spans in view instead of a search of the claim against the fact."""
-    return f"{fact_value}: {label}"
+def verdict_answer(claim_value: str, fact_value: str, label: str) -> str:
+    """A claim's answer when a fact was located: what the claim says, what the fact says, then the verdict
+    ("samurai vs mathematician: false"). Both spans are copied (from the claim, from the fact), so the verdict
+    compares two spans next to it instead of searching the claim against the fact; see bench/bench_verdict.py."""
+    return f"{claim_value} vs {fact_value}: {label}"
+
+
+def claim_value(claim: str, value: str) -> str:
+    """The claim's own spelling of `value`: as given, as a country for a demonym ("came from France"), or
+    capitalized at the start of the sentence."""
+    for form in (value, DEMONYMS.get(value, value), value[:1].upper() + value[1:]):
+        if form in claim:
+            return form
+    return value
 
 
 def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: str,
                 truths: tuple[bool, ...]) -> list[dict]:
     """PubHealth-like items on one fact, one per entry of `truths`: the fact restated (True) or its value changed
     (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value.
-    `output` is the reasoned verdict (`verdict_answer`), `golds` the bare label (what a miss answers, and scores)."""
+    `output` is the reasoned verdict (`verdict_answer`), `golds` the bare label (what a miss answers, and scores);
+    `claim_value` and `fact_value` are the two spans the verdict compares."""
     others = _distractors(rel, pool, rng, 1)
     if not others:
         return []
@@ -362,9 +371,10 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
         value = rel.answers[0] if true else others[0]
         claim = (restate and sentence_claim(rel, value)) or _fill(template, rel, value)
         label = "true" if true else "false"
+        said = claim_value(claim, value)
         items.append({**_base_item(rel, "claim"), "task_type": FACT_VERIFICATION, "claim": claim, "input": claim,
-                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": verdict_answer(rel.answers[0], label),
-                      "golds": [label]})
+                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": verdict_answer(said, rel.answers[0], label),
+                      "golds": [label], "claim_value": said, "fact_value": rel.answers[0]})
     return items
 
 

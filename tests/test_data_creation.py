@@ -326,7 +326,9 @@ def test_demo_items_shapes_and_phrasings():
     assert {c["golds"][0] for c in claims} == {"true", "false"}
     for c in claims:  # a false claim changes exactly the value: it no longer holds the gold
         assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["golds"] == ["true"])
-        assert c["output"] == f"{rels[0].answers[0]}: {c['golds'][0]}"  # the fact's value, then the verdict
+        said = c["claim_value"]  # the claim's span, the fact's span, then the verdict
+        assert said in c["claim"] and (said in ("German", "Germany")) == (c["golds"] == ["true"])
+        assert c["fact_value"] == "German" and c["output"] == f"{said} vs German: {c['golds'][0]}"
     # the evidence's own clause, the value swapped (and its article fixed): exactly one fact changed
     person = D.Relation("Alan Turing", "People", "nationality", ["English", "England"],
                         "Alan Turing (1912-1954) was an English mathematician, who founded computer science.", "1")
@@ -399,7 +401,8 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
     assert claims
     for r in claims:  # with a located fact the verdict follows the fact's value; a miss answers the label alone
         answer = T.parse_answer(r["output"].split(T.GENERATOR)[1])[0]
-        assert re.fullmatch(r"[^\n]+: (?:true|false)" if T.RELEVANT in r["output"] else "true|false", answer), answer
+        assert re.fullmatch(r"[^\n]+ vs [^\n]+: (?:true|false)" if T.RELEVANT in r["output"] else "true|false",
+                            answer), answer
     dev_questions = set()
     for task in DEV_TASKS:  # the paper's file shapes, read by the eval runner's own loader
         examples = load_examples(task, tmp_path / "demo" / f"{task}_dev.jsonl", ndocs=3)
