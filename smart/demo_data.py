@@ -118,7 +118,9 @@ _VAGUE = {"first", "second", "third", "last", "only", "name", "term", "word", "o
 _ADJECTIVE_END = re.compile(r"(?:ous|ical|ful|less|able|ible|\w{5,}ed)$")  # "philosophical", "straight-grained"
 _TRAILING = {"of", "about", "the", "a", "an", "and", "or", "its", "their", "his", "her", "between", "than", "very", "i",
              "endemic", "originating", "active", "situated", "found"}  # words after the noun: "bear species endemic"
-_ADVERB = re.compile(r"\w{3,}ly$")  # "a country primarily located in": the head is "country"
+# "a country primarily located in": the head is "country"; nouns ending in -ly stay ("language family", "butterfly")
+_ADVERB = re.compile(r"(?!(?:\w*fly|\w*family|assembly|monopoly|anomaly|homily|lily|jelly|ally|rally|belly|Italy)$)"
+                     r"\w{3,}ly$")
 
 
 def _head(phrase: str, max_words: int = 4) -> str:

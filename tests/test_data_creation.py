@@ -294,7 +294,9 @@ def test_relations_read_off_passages():
     for title, sentence, head in (
             ("France", "France is a country primarily located in Western Europe.", "country"),
             ("Giant panda", "The giant panda is a bear species endemic to China.", "bear species"),
-            ("Cattle", "Cattle is a large domesticated bovine originating in Asia.", "large domesticated bovine")):
+            ("Cattle", "Cattle is a large domesticated bovine originating in Asia.", "large domesticated bovine"),
+            ("Bantu languages", "The Bantu languages are a language family in Africa.", "language family"),
+            ("Chain", "A chain is a serial assembly of connected pieces.", "serial assembly")):
         found = relations_of_passage(title, "Science", "1", sentence, first=True)
         assert [r.answers[0] for r in found] == [head]  # no adverb or post-nominal adjective left on the head
     cornell = relations_of_passage("Cornell University", "Society", "2", "Cornell University is a private Ivy League "
