@@ -6,6 +6,7 @@ Checks per record: required fields; long: balanced tags, each agent's end tag on
 judged, facts verbatim inside their passages, citations in range and pointing at relevant passages; short: the prompt
 ends with the right agent header after the earlier steps, the output is one well-formed step with its end tag.
 Reads the authors' type names (intent_reconstructor, fac_locator, response_generator) too.
+A long record with an `ablation` field (make_ablation_data.py) must hold exactly the steps that ablation keeps.
 Exit status: 0 when every record is clean, 1 otherwise, 2 on unreadable input.
 """
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Print the paper's results table (methods x datasets, with the published SMART numbers) from metrics JSONs.
+"""Print the paper's results table (methods x datasets, with SMART's published numbers) from metrics JSONs.
 
     python eval/make_table.py results/*.metrics.json
+    python eval/make_table.py --paper_version preprint results/*.metrics.json   # the earlier preprint's numbers
 """
 from __future__ import annotations
 
@@ -8,12 +9,16 @@ import argparse
 import json
 import sys
 
+from smart import paper
 from smart.metrics import paper_table
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("metrics_files", nargs="+", help="*.metrics.json written by eval/run_eval.py")
+    p.add_argument("--paper_version", choices=list(paper.VERSIONS), default=paper.DEFAULT_VERSION,
+                   help="which version of the paper the published row comes from: "
+                        + "; ".join(f"{k}: {v}" for k, v in paper.VERSIONS.items()))
     args = p.parse_args(argv)
     runs = []
     for path in args.metrics_files:
@@ -23,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             return 2
-    print(paper_table(runs))
+    print(paper_table(runs, args.paper_version))
     return 0
 
 

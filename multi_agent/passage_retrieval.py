@@ -18,6 +18,7 @@ from pathlib import Path
 
 from smart import defaults
 from smart.encoder import add_text_and_dtype_arguments
+from smart.index import DEFAULT_EF_SEARCH, DEFAULT_N_PROBE, INDEX_TYPES, IndexOptions
 from smart.io import InputError, exit_on_input_error, read_records, write_records
 from smart.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
 
@@ -39,9 +40,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--save_or_load_index", action="store_true",
                    help="save the FAISS index beside the embeddings and reuse it when the shards are unchanged")
     p.add_argument("--projection_size", type=int, default=None, help="embedding dimension to expect (default: from the shards)")
+    p.add_argument("--index_type", choices=INDEX_TYPES, default=None,
+                   help="flat = exact float32 scan; sq16/sq8 = exact scan over float16/8-bit codes (2x/4x smaller); "
+                        "ivf_* = the same in IVF lists (searches --n_probe lists); ivf_pq; hnsw. Default: ivf_pq "
+                        "with --n_subquantizers > 0, hnsw with --hnsw_m > 0, else flat")
     p.add_argument("--n_subquantizers", type=int, default=0, help="IVF-PQ with this many subquantizers; 0 = exact flat index")
     p.add_argument("--n_bits", type=int, default=8, help="bits per IVF-PQ subquantizer")
     p.add_argument("--hnsw_m", type=int, default=0, help="HNSW graph with M neighbours per node; 0 = off")
+    p.add_argument("--n_lists", type=int, default=0, help="IVF lists (ivf_*); 0 = sqrt(number of passages)")
+    p.add_argument("--n_probe", type=int, default=None,
+                   help=f"IVF lists searched per query (default {DEFAULT_N_PROBE}); changing it needs no rebuild")
+    p.add_argument("--ef_search", type=int, default=None,
+                   help=f"HNSW candidates per query (default {DEFAULT_EF_SEARCH}); changing it needs no rebuild")
     p.add_argument("--indexing_batch_size", type=int, default=1_000_000, help="vectors added to the index at a time")
     p.add_argument("--per_gpu_batch_size", type=int, default=64, help="queries per encoder forward pass")
     p.add_argument("--question_maxlength", type=int, default=512, help="max tokens per query")
@@ -57,13 +67,15 @@ def main(argv: list[str] | None = None) -> None:
             raise InputError("--n_docs must be at least 1")
         if args.passages_embeddings is None and args.passages != defaults.EMBEDDED:
             raise InputError(f"--passages {args.passages}: give its embeddings with --passages_embeddings \"DIR/*\"")
+        index_options = IndexOptions(args.index_type, args.n_lists, args.n_subquantizers, args.n_bits, args.hnsw_m,
+                                     n_probe=args.n_probe, ef_search=args.ef_search)  # bad combinations fail here
         paths = sorted(glob.glob(args.data)) or [args.data]
         inputs = {path: read_records(path) for path in paths}
         for path, records in inputs.items():  # fail on bad items before the (slow) index is built
             for line, item in records:
                 queries_of(item, path, line, args.query_field)
-        options = dict(projection_size=args.projection_size, n_subquantizers=args.n_subquantizers, n_bits=args.n_bits,
-                       hnsw_m=args.hnsw_m, indexing_batch_size=args.indexing_batch_size,
+        options = dict(projection_size=args.projection_size, index_options=index_options,
+                       indexing_batch_size=args.indexing_batch_size,
                        save_or_load_index=args.save_or_load_index, question_maxlength=args.question_maxlength,
                        text=TextOptions(False, args.lowercase, args.normalize_text),
                        dtype="float32" if args.no_fp16 else args.dtype)

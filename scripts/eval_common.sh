@@ -2,7 +2,8 @@
 # Runs SMART (SMART_MODEL) and the baselines (BASE_MODEL: no retrieval, vanilla RAG, prompted modular agents) on
 # one dataset with eval/run_eval.py, then prints the table in the paper's layout beside the published numbers.
 # Environment: SMART_MODEL, BASE_MODEL (default: embedded), METHODS (default: all four), OUT_DIR (default:
-# results), EVAL_ARGS (extra run_eval.py flags, e.g. "--limit 50 --backend hf --ndocs 3").
+# results), EVAL_ARGS (extra run_eval.py flags, e.g. "--limit 50 --backend hf --ndocs 3"), PAPER_VERSION (the
+# published numbers: aaai, the default, or preprint).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON="${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}"
@@ -24,5 +25,5 @@ run_dataset() {
             --output_file "$out_dir/${task}_${method}_${tag}.jsonl" --results_table "$out_dir/results.md" ${EVAL_ARGS:-}
         metrics+=("$out_dir/${task}_${method}_${tag}.metrics.json")
     done
-    "$PYTHON" eval/make_table.py "${metrics[@]}"
+    "$PYTHON" eval/make_table.py --paper_version "${PAPER_VERSION:-aaai}" "${metrics[@]}"
 }

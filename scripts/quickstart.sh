@@ -17,6 +17,7 @@
 #                    bfloat16) or no (float32 throughout)
 #   MAX_ARTICLES     use the passages of only this many articles (0 = the whole ~12k-passage corpus)
 #   NO_VLLM=1        evaluate with transformers instead of vLLM (and do not install vLLM)
+#   MAX_NEW_TOKENS, MAX_LOCATOR_TOKENS  generator / Fact Locator token limits at evaluation (48 / 160)
 #   RUN_DIR          where runs go (default runs/quickstart); SMART_DATA: prepared data (default data/)
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -12,6 +12,11 @@ SMART (`run_smart`, one trained model plays every agent, raw-text prompts in the
      Two calls (not one) let the system check the locator's output and, when it is broken, answer without facts.
 Every stage is one `backend.generate` call for all examples of the batch.
 
+Inference ablation (the paper's Table 3, methods `smart_no_intent`, `smart_no_locator`, `smart_generator_only`): the
+same trained model with agents skipped. Without the Intent Reconstructor the request is the one query and the chain
+opens with the retrieval block; without the Fact Locator the generator follows the retrieval block; generator only
+answers the request alone, without retrieval.
+
 Fallbacks (counted per example in `fallbacks`, never an exception):
   intent    no query parsed               -> the bare question is the one query
   locator   no `</eol>` or no fact line   -> the generator answers from the request alone (`<|Generator|>:\\n`
@@ -27,6 +32,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Callable
 
 from smart import trajectory as tj
@@ -35,7 +41,9 @@ from smart.tasks import Example
 
 log = logging.getLogger(__name__)
 
-METHODS = ("smart", "no_retrieval", "vanilla_rag", "modular")
+# The paper's inference ablation (Table 3): the same trained model with agents skipped, see `run_smart`.
+INFERENCE_ABLATIONS = {a: f"smart_{a}" for a in tj.ABLATIONS if a != "full"}
+METHODS = ("smart", "no_retrieval", "vanilla_rag", "modular", *INFERENCE_ABLATIONS.values())
 FALLBACKS = ("intent", "locator", "generator")
 
 # examples, their query lists -> per example the passages [{"id", "title", "text"}], best first
@@ -107,25 +115,28 @@ def _answer_of(text: str, row: dict) -> None:
     row["answer"], row["citations"] = answer, citations
 
 
-def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:
-    """The trained model as all four agents (see the module docstring)."""
+def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits,
+              agents: tj.Agents = tj.FULL, method: str = "smart") -> list[dict]:
+    """The trained model as all four agents (see the module docstring), or with the agents that `agents` skips
+    left out of the chain, as `trajectory.render_long` writes the ablated trajectories."""
     prompts = [tj.format_prompt(ex.instruction, ex.input) for ex in examples]
-    intents = backend.generate([p + tj.RECONSTRUCTOR for p in prompts], limits.intent, stop=[tj.EOR])
-    rows, query_lists = _intent_rows(examples, intents, "smart")
+    if agents.intent:
+        intents = backend.generate([p + tj.RECONSTRUCTOR for p in prompts], limits.intent, stop=[tj.EOR])
+        rows, query_lists = _intent_rows(examples, intents, method)
+        heads = [p + tj.RECONSTRUCTOR + tj.render_intent(q) + "\n\n" for p, q in zip(prompts, query_lists)]
+    else:  # the request itself is the query
+        rows = [_record(ex, method, queries=[ex.question]) for ex in examples]
+        query_lists, heads = [row["queries"] for row in rows], list(prompts)
 
-    hits = retrieve(examples, query_lists)
+    hits = retrieve(examples, query_lists) if agents.retrieval else [[] for _ in examples]
     contexts = []
-    for prompt, row, item in zip(prompts, rows, hits):
+    for head, row, item in zip(heads, rows, hits):
         row["passages"] = [{"id": h["id"], "title": h["title"]} for h in item]
-        context = prompt + tj.RECONSTRUCTOR + tj.render_intent(row["queries"]) + "\n\n"
-        if item:
-            context += tj.render_retrieval(_passages(item)) + "\n\n" + tj.LOCATOR
-        contexts.append(context)
-    with_passages = [i for i, item in enumerate(hits) if item]
-    locators = backend.generate([contexts[i] for i in with_passages], limits.locator, stop=[tj.EOL])
-
-    generator_contexts = [c + tj.GENERATOR for c in contexts]  # items without passages: no locator step
-    for i, out in zip(with_passages, locators):
+        contexts.append(head + (tj.render_retrieval(_passages(item)) + "\n\n" if item else ""))
+    generator_contexts = [c + tj.GENERATOR for c in contexts]  # no passages or no locator: straight to the answer
+    located = [i for i, item in enumerate(hits) if item] if agents.locator else []
+    locators = backend.generate([contexts[i] + tj.LOCATOR for i in located], limits.locator, stop=[tj.EOL])
+    for i, out in zip(located, locators):
         facts, problems = tj.parse_locator(out, len(hits[i]))
         row = rows[i]
         row["locator_output"], row["problems"] = out, row["problems"] + problems
@@ -134,7 +145,7 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
             generator_contexts[i] = prompts[i] + tj.GENERATOR
         else:
             row["facts"] = [asdict(f) for f in facts]
-            generator_contexts[i] = contexts[i] + out + "\n\n" + tj.GENERATOR
+            generator_contexts[i] = contexts[i] + tj.LOCATOR + out + "\n\n" + tj.GENERATOR
     answers = backend.generate(generator_contexts, limits.generator, stop=[tj.EOG])
     for row, context, out in zip(rows, generator_contexts, answers):
         _answer_of(out, row)
@@ -211,7 +222,9 @@ def run_modular(backend: Backend, examples: list[Example], retrieve: Retrieve, l
 
 
 RUNNERS: dict[str, Callable[[Backend, list[Example], Retrieve, Limits], list[dict]]] = {
-    "smart": run_smart, "no_retrieval": run_no_retrieval, "vanilla_rag": run_vanilla_rag, "modular": run_modular}
+    "smart": run_smart, "no_retrieval": run_no_retrieval, "vanilla_rag": run_vanilla_rag, "modular": run_modular,
+    **{method: partial(run_smart, agents=tj.ABLATIONS[ablation], method=method)
+       for ablation, method in INFERENCE_ABLATIONS.items()}}
 
 
 def run(method: str, backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:

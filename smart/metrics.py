@@ -10,6 +10,9 @@ import re
 import string
 from pathlib import Path
 
+from smart import paper
+from smart.tasks import TASKS
+
 log = logging.getLogger(__name__)
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -139,28 +142,24 @@ def append_results_row(path: str | Path, metrics: dict) -> None:
         f.write(markdown_row(metrics) + "\n")
 
 
-METHOD_TITLES = {"no_retrieval": "Backbone, no retrieval", "vanilla_rag": "Backbone + top passages (vanilla RAG)",
-                 "modular": "Prompted modular agents", "smart": "SMART (ours)"}
-
-
-def paper_table(runs: list[dict]) -> str:
-    """The paper's layout: one row per method, one column per dataset (ASQA: str-em and ROUGE-L), with the
-    published SMART numbers (Llama-2-7B) in the last row. `runs` are metrics JSON objects."""
-    from smart.tasks import TASKS
-
+def paper_table(runs: list[dict], version: str = paper.DEFAULT_VERSION) -> str:
+    """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), with
+    SMART's published numbers (Table 2, Llama-2-7B; `version` of the paper: smart.paper.VERSIONS) in the last row.
+    `runs` are metrics JSON objects."""
     order = [t for t in TASKS if any(r["task"] == t for r in runs)]
     columns: list[tuple[str, str]] = []
     for t in order:
         columns += [(t, "str_em"), (t, "rouge_l")] if t == "asqa" else [(t, "score")]
-    header = ["Method", "model"] + [f"{TASKS[t].title} ({'ROUGE-L' if k == 'rouge_l' else 'str-em' if k == 'str_em' else TASKS[t].metric})" for t, k in columns]
+    header = ["Method", "model"] + [paper.column_title(t, k) for t, k in columns]
+    titles = paper.our_titles("table2")
     rows = []
     for method in dict.fromkeys(r["method"] for r in runs):
         for model in dict.fromkeys(r["model"] for r in runs if r["method"] == method):
             by_task = {r["task"]: r for r in runs if r["method"] == method and r["model"] == model}
             cells = [f"{by_task[t][k]:.2f}" if t in by_task and k in by_task[t] else "-" for t, k in columns]
-            rows.append([METHOD_TITLES.get(method, method), Path(str(model)).name] + cells)
-    published = [f"{TASKS[t].published_smart:.2f}" if TASKS[t].published_smart is not None and k == "score" else "-"
-                 for t, k in columns]
-    rows.append(["SMART (paper)", "Llama-2-7B"] + published)
+            rows.append([titles.get(method, method), Path(str(model)).name] + cells)
+    published = [paper.published("table2", "smart", t, k, version) for t, k in columns]
+    rows.append([f"SMART (published, {paper.VERSIONS[version]})", paper.BACKBONE]
+                + ["-" if p is None else f"{p:.2f}" for p in published])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

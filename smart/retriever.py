@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 
 from smart import defaults
 from smart.encoder import Encoder, default_device, prepare_text, resolve_dtype
-from smart.index import Index, build_index, ids_path, save_shard
+from smart.index import Index, IndexOptions, build_index, ids_path, save_shard
 from smart.io import InputError, atomic_write, require, where
 from smart.passages import PassageStore
 
@@ -153,14 +153,14 @@ class Retriever:
 
     @classmethod
     def from_paths(cls, model_name_or_path: str, passages: str, passages_embeddings_glob: str,
-                   projection_size: int | None = None, n_subquantizers: int = 0, n_bits: int = 8, hnsw_m: int = 0,
+                   projection_size: int | None = None, index_options: IndexOptions | None = None,
                    indexing_batch_size: int = 1_000_000, save_or_load_index: bool = False, text: TextOptions | None = None,
                    question_maxlength: int = 512, batch_size: int = 64, device: str | None = None,
                    dtype: str = "auto") -> "Retriever":
         """Build from the paper's command-line values (`embedded` for the embedded encoder/corpus)."""
         store = PassageStore(defaults.resolve_passages(passages))
         index = build_index(passages_embeddings_glob, projection_size, indexing_batch_size, save_or_load_index,
-                            n_subquantizers=n_subquantizers, n_bits=n_bits, hnsw_m=hnsw_m)
+                            index_options)
         encoder = Encoder(defaults.resolve_encoder(model_name_or_path), device=device, max_length=question_maxlength,
                           dtype=dtype)
         return cls(encoder, index, store, text, batch_size)

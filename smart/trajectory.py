@@ -50,6 +50,20 @@ class Fact:
     text: str = ""
 
 
+@dataclass(frozen=True)
+class Agents:
+    """Which agents take part (the paper's agent ablations, Table 3); the Response Generator always answers."""
+
+    intent: bool = True
+    retrieval: bool = True  # Knowledge Retriever; without it there is nothing to locate either
+    locator: bool = True
+
+
+FULL = Agents()
+ABLATIONS = {"full": FULL, "no_intent": Agents(intent=False), "no_locator": Agents(locator=False),
+             "generator_only": Agents(intent=False, retrieval=False, locator=False)}
+
+
 @dataclass
 class Trajectory:
     queries: list[str] = field(default_factory=list)
@@ -115,12 +129,28 @@ def render_answer(answer: str, citations: list[int]) -> str:
     return answer.strip() + cite + EOG
 
 
-def render_long(t: Trajectory) -> str:
-    """The full chain as the model writes it (the retrieval block being the system's insertion)."""
-    out = RECONSTRUCTOR + render_intent(t.queries) + "\n\n"
-    if t.passages:
-        out += render_retrieval(t.passages) + "\n\n" + LOCATOR + render_locator(t.facts) + "\n\n"
-    return out + GENERATOR + render_answer(t.answer, t.citations)
+def render_long(t: Trajectory, agents: Agents = FULL) -> str:
+    """The full chain as the model writes it (the retrieval block being the system's insertion).
+
+    With an ablation (`agents`), the skipped steps are left out: without the Intent Reconstructor the chain opens
+    with the retrieval block (the request was the query); without the Fact Locator the generator follows the
+    retrieval block and cites the passages directly; generator only is the answer alone, without citations.
+    """
+    out = RECONSTRUCTOR + render_intent(t.queries) + "\n\n" if agents.intent else ""
+    if t.passages and agents.retrieval:
+        out += render_retrieval(t.passages) + "\n\n"
+        if agents.locator:
+            out += LOCATOR + render_locator(t.facts) + "\n\n"
+    return out + GENERATOR + render_answer(t.answer, t.citations if agents.retrieval else [])
+
+
+def ablate_record(record: dict, ablation: str) -> dict:
+    """A long-trajectory record re-rendered without the steps `ablation` skips (the paper's training ablations).
+
+    The record keeps its prompt and gains `ablation`, which `validate_record` reads.
+    """
+    t, _ = parse_long(record["output"])
+    return {**record, "ablation": ablation, "output": render_long(t, ABLATIONS[ablation])}
 
 
 def short_trajectories(instruction: str, input: str, t: Trajectory) -> list[dict]:
@@ -303,13 +333,15 @@ def _fact_problems(facts: list[Fact], passages: list[Passage]) -> list[str]:
     return problems
 
 
-def _citation_problems(citations: list[int], facts: list[Fact], n_passages: int, answer_text: str) -> list[str]:
+def _citation_problems(citations: list[int], facts: list[Fact] | None, n_passages: int, answer_text: str
+                       ) -> list[str]:
+    """Citations in range and, unless `facts` is None (no locator step), pointing at relevant passages."""
     problems = []
-    relevant = {f.index for f in facts if f.relevant}
+    relevant = {f.index for f in facts or [] if f.relevant}
     for c in citations:
         if not 1 <= c <= n_passages:
             problems.append(f"citation [{c}] out of range 1..{n_passages}")
-        elif c not in relevant:
+        elif facts is not None and c not in relevant:
             problems.append(f"citation [{c}] is not a relevant passage")
     if CITE in answer_text and not citations:
         problems.append(f"empty {CITE} list")
@@ -323,16 +355,30 @@ def _tag_problems(text: str, once: tuple[str, ...]) -> list[str]:
     return problems
 
 
-def validate_long(text: str) -> list[str]:
-    """Problems of a long trajectory: format, balanced tags, citations in range and relevant, facts verbatim."""
+def validate_long(text: str, agents: Agents = FULL) -> list[str]:
+    """Problems of a long trajectory: format, balanced tags, citations in range and relevant, facts verbatim.
+
+    With an ablation (`agents`, see `render_long`), the skipped steps must be absent rather than present.
+    """
     t, problems = parse_long(text)
+    expected_missing = {"missing <|Reconstructor|>"} if not agents.intent else set()
+    expected_missing |= {"missing <|Locator|>"} if not agents.locator else set()
+    problems = [p for p in problems if p not in expected_missing]
+    skipped = [name for name, runs, found in (
+        ("<|Reconstructor|>", agents.intent, _section(text, "Reconstructor")),
+        (RETRIEVAL_OPEN, agents.retrieval, t.passages), ("<|Locator|>", agents.locator, _section(text, "Locator")))
+        if found and not runs]
+    problems += [f"{name} present, but the ablation skips that step" for name in skipped]
     problems += _header_problems(text)
-    problems += _tag_problems(text, (EOR, EOG, EOL) if t.passages else (EOR, EOG))
+    once = (EOR,) * agents.intent + (EOL,) * bool(agents.locator and t.passages) + (EOG,)
+    problems += _tag_problems(text, once)
     if not text.rstrip().endswith(EOG):
         problems.append(f"does not end with {EOG}")
-    problems += _fact_problems(t.facts, t.passages)
+    if agents.locator:
+        problems += _fact_problems(t.facts, t.passages)
     gen = _section(text, "Generator")
-    problems += _citation_problems(t.citations, t.facts, len(t.passages), text[gen.end():] if gen else "")
+    facts = t.facts if agents.locator else None
+    problems += _citation_problems(t.citations, facts, len(t.passages), text[gen.end():] if gen else "")
     return problems
 
 
@@ -405,7 +451,10 @@ def validate_record(record: dict) -> list[str]:
     if problems:
         return problems
     if record_type(record) == LONG:
-        problems = validate_long(record["output"])
+        ablation = record.get("ablation") or "full"
+        if ablation not in ABLATIONS:
+            return [f"record: unknown ablation {ablation!r} (one of {', '.join(ABLATIONS)})"]
+        problems = validate_long(record["output"], ABLATIONS[ablation])
         if format_prompt(record["instruction"], record.get("input") or "").count(EOI) != 1:
             problems.append(f"prompt: {EOI} appears more than once")
         return problems

@@ -110,6 +110,30 @@ def test_smart_item_without_passages_skips_the_locator(examples):
     assert all(r["answer"] == "the answer" and r["fallbacks"] == [] for r in rows)
 
 
+@pytest.mark.parametrize("ablation, stages", [("no_intent", ["locator", "generator"]),
+                                               ("no_locator", ["intent", "generator"]),
+                                               ("generator_only", ["generator"])])
+def test_inference_ablation_writes_the_training_ablation_format(examples, ablation, stages):
+    """Each agent skipped at inference: only the remaining stages run, and the whole trace is exactly the prompt and
+    the ablated long trajectory that `make_ablation_data.py` trains on (`trajectory.render_long` with that ablation)."""
+    agents_kept = tj.ABLATIONS[ablation]
+    script = {ex.question: {**good(ex.question), "generator": "the answer" + ("\n[Cite]: [1]" * agents_kept.retrieval)
+                            + "</eog>"} for ex in examples}
+    backend = ScriptedBackend(script)
+    method = agents.INFERENCE_ABLATIONS[ablation]
+    rows = agents.run(method, backend, examples, agents.static_retrieval, agents.Limits())
+    assert [stage for stage, _ in backend.calls] == stages
+    for ex, row in zip(examples, rows):
+        assert row["method"] == method and row["fallbacks"] == [] and row["problems"] == []
+        assert row["answer"] == "the answer"
+        queries = [ex.question, "second query"] if agents_kept.intent else [ex.question]
+        assert row["queries"] == queries
+        passages = ex.passages if agents_kept.retrieval else []
+        facts = tj.parse_locator(good(ex.question)["locator"])[0] if agents_kept.locator else []
+        expected = tj.Trajectory(queries, passages, facts, "the answer", [1] if passages else [])
+        assert row["trajectory"] == tj.format_prompt(ex.instruction, ex.input) + tj.render_long(expected, agents_kept)
+
+
 def test_baselines_use_the_same_passages_and_request(examples):
     script = {ex.question: {"chat": f"reply to {ex.key}"} for ex in examples}
     backend = ScriptedBackend(script)

@@ -250,6 +250,34 @@ def test_validator_cli_counts_problems(tmp_path, capsys):
     assert e.value.code == 0
 
 
+def test_ablation_data_cli_derives_clean_ablated_sets(tmp_path, capsys):
+    ablate_main, validate_main = cli("make_ablation_data"), cli("validate_data")
+    good = [json.loads(line) for line in (FIXTURES / "long_valid.jsonl").read_text().splitlines()]
+    short = T.short_trajectories("Who wrote Hamlet?", "", T.parse_long(good[0]["output"])[0])[0]
+    broken = {**good[0], "id": "cut", "output": good[0]["output"][:-6]}
+    write_jsonl(tmp_path / "long.jsonl", good + [{**short, "id": "s0"}, broken])
+    ablate_main(["--input_file", str(tmp_path / "long.jsonl"), "--output_dir", str(tmp_path / "abl")])
+    report = json.loads(capsys.readouterr().out)
+    assert report["records"] == len(good) + 2 and report["clean"] == len(good)
+    assert report["left_out"] == {"not a long trajectory (type 'intent')": 1, "does not end with </eog>": 1,
+                                  "</eog> appears N times": 1, "generator: missing </eog>": 1}
+    assert report["left_out_ids"]["does not end with </eog>"] == ["cut"]
+    files = sorted((tmp_path / "abl").glob("*.jsonl"))
+    assert [f.name for f in files] == ["train_long_generator_only.jsonl", "train_long_no_intent.jsonl",
+                                       "train_long_no_locator.jsonl"]
+    for f in files:
+        rows = [json.loads(line) for line in f.read_text().splitlines()]
+        assert [r["id"] for r in rows] == [r["id"] for r in good]
+        with pytest.raises(SystemExit) as e:
+            validate_main([str(f)])
+        assert e.value.code == 0, f.name
+    capsys.readouterr()
+    write_jsonl(tmp_path / "only_short.jsonl", [short])
+    with pytest.raises(SystemExit) as e:
+        ablate_main(["--input_file", str(tmp_path / "only_short.jsonl"), "--output_dir", str(tmp_path / "none")])
+    assert "no clean long trajectory" in str(e.value.code) and not (tmp_path / "none").exists()
+
+
 # ----------------------------------------------------------------------------------------------- demo data, script
 @pytest.fixture(scope="module")
 def tiny_corpus(tmp_path_factory, encoder_dir) -> tuple[Path, Path, str]:

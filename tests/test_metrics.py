@@ -91,6 +91,8 @@ def test_results_row_and_paper_table(tmp_path):
     asqa = {**run, "task": "asqa", "score": 30.0, "str_em": 30.0, "rouge_l": 25.5}
     text = metrics.paper_table([run, asqa, {**run, "method": "vanilla_rag", "score": 33.3}])
     assert "PopQA (match)" in text and "ASQA (str-em)" in text and "ASQA (ROUGE-L)" in text
-    assert "| SMART (ours) | smart-7b | 47.00 | 30.00 | 25.50 |" in text
-    assert "| Backbone + top passages (vanilla RAG) | smart-7b | 33.30 | - | - |" in text
-    assert "| SMART (paper) | Llama-2-7B | 47.66 | - | - |" in text
+    assert "| SMART (trained, 4 agents) | smart-7b | 47.00 | 30.00 | 25.50 |" in text
+    assert "| Backbone + the same top-3 passages (vanilla RAG) | smart-7b | 33.30 | - | - |" in text
+    assert text.endswith("| SMART (published, AAAI 2025 (arXiv v3)) | Llama-2-7B | 42.60 | 41.16 | 40.66 |")
+    preprint = metrics.paper_table([run, asqa], version="preprint")
+    assert preprint.endswith("| SMART (published, earlier arXiv preprint) | Llama-2-7B | 47.66 | - | - |")

@@ -182,7 +182,8 @@ def run_cli(script: Path, argv: list[str], capsys) -> tuple[int, str]:
 
 @pytest.mark.parametrize("script, flags", [
     (GENERATE, ["--model_name_or_path", "--passages", "--output_dir", "--shard_id", "--num_shards", "--no_title"]),
-    (RETRIEVE, ["--passages_embeddings", "--data", "--n_docs", "--save_or_load_index", "--n_subquantizers", "--query_field"]),
+    (RETRIEVE, ["--passages_embeddings", "--data", "--n_docs", "--save_or_load_index", "--n_subquantizers", "--query_field",
+                "--index_type", "--n_lists", "--n_probe", "--ef_search"]),
 ])
 def test_cli_help(script, flags):
     result = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -216,6 +217,32 @@ def test_cli_generate_then_retrieve(tiny_bert_dir, small_tsv, tmp_path, capsys):
                                    "--output_dir", str(tmp_path / "named.jsonl"), "--n_docs", "3"], capsys)
     assert code == 0, err
     assert [json.loads(line)["ctxs"] for line in (tmp_path / "named.jsonl").read_text().splitlines()] == [o["ctxs"] for o in out]
+
+
+def test_cli_index_options(small_index, small_tsv, tiny_bert_dir, tmp_path, capsys):
+    emb = tmp_path / "emb"
+    shutil.copytree(small_index, emb)
+    data = tmp_path / "in.jsonl"
+    data.write_text("".join(json.dumps({"id": i, "question": q}) + "\n" for i, q in enumerate(["volcano", "roman emperor"])))
+    base = ["--model_name_or_path", tiny_bert_dir, "--passages", str(small_tsv), "--passages_embeddings", f"{emb}/*",
+            "--data", str(data), "--n_docs", "5"]
+
+    def ctxs(name, *flags):
+        code, err = run_cli(RETRIEVE, base + ["--output_dir", str(tmp_path / name), *flags], capsys)
+        assert code == 0, err
+        lines = (tmp_path / name / "in.jsonl").read_text().splitlines()
+        return [[c["id"] for c in json.loads(line)["ctxs"]] for line in lines]
+
+    flat = ctxs("flat")
+    ivf = ["--index_type", "ivf_flat", "--n_lists", "5", "--save_or_load_index"]
+    assert ctxs("every_list", *ivf, "--n_probe", "5") == flat  # every list probed: exact
+    saved = (emb / "index.faiss").stat().st_mtime_ns
+    assert json.loads((emb / "index_meta.json").read_text())["factory"] == "IVF5,Flat"
+    assert ctxs("one_list", *ivf, "--n_probe", "1") != flat  # another n_probe: the saved index, searched otherwise
+    assert (emb / "index.faiss").stat().st_mtime_ns == saved
+    code, err = run_cli(RETRIEVE, base + ["--output_dir", str(tmp_path / "bad"), "--index_type", "flat", "--n_probe", "4"],
+                        capsys)
+    assert code == 2 and "--n_probe applies to --index_type ivf_flat" in err and "Traceback" not in err
 
 
 @pytest.mark.parametrize("content, message", [

@@ -177,3 +177,35 @@ def test_validator_flags_each_short_defect():
     assert "unknown short type 'summarizer'" in kinds({**generator, "type": "summarizer"})
     assert "record: missing field 'output'" in kinds({**generator, "output": ""})
     assert all(T.validate_record(r) == [] for r in (intent, locator, generator))
+
+
+@pytest.mark.parametrize("ablation", [a for a in T.ABLATIONS if a != "full"])
+def test_ablated_records_validate_and_keep_only_their_steps(ablation):
+    agents = T.ABLATIONS[ablation]
+    for record in VALID:
+        t = T.parse_long(record["output"])[0]
+        ablated = T.ablate_record(record, ablation)
+        assert ablated["ablation"] == ablation and ablated["instruction"] == record["instruction"]
+        text = ablated["output"]
+        assert T.validate_record(ablated) == [], (record["id"], T.validate_record(ablated))
+        assert (T.RECONSTRUCTOR in text) == agents.intent
+        assert (T.RETRIEVAL_OPEN in text) == (agents.retrieval and bool(t.passages))
+        assert (T.LOCATOR in text) == (agents.locator and bool(t.passages))
+        assert text.endswith(T.render_answer(t.answer, t.citations if agents.retrieval else []))
+        # a full trajectory is not a valid ablated one, and an ablated one is not a valid full one
+        if (not agents.intent) or t.passages:
+            assert T.validate_record({**record, "ablation": ablation}) != []
+            assert T.validate_record({**ablated, "ablation": "full"}) != []
+
+
+def test_ablation_render_examples():
+    t = T.Trajectory(["q"], [T.Passage("A", "Alpha is first."), T.Passage("B", "Beta.")],
+                     [T.Fact(1, True, "A", "Alpha is first."), T.Fact(2, False)], "alpha", [1])
+    retrieval = "<retrieval>[1] A\nAlpha is first.\n[2] B\nBeta.</retrieval>\n\n"
+    assert T.render_long(t, T.ABLATIONS["no_locator"]) == (
+        "<|Reconstructor|>:\nSearch(q)</eor>\n\n" + retrieval + "<|Generator|>:\nalpha\n[Cite]: [1]</eog>")
+    assert T.render_long(t, T.ABLATIONS["no_intent"]).startswith(retrieval + "<|Locator|>:\n[Relevant]: [1] A\n")
+    assert T.render_long(t, T.ABLATIONS["generator_only"]) == "<|Generator|>:\nalpha</eog>"
+    assert T.validate_record({"id": "x", "instruction": "q", "output": "<|Generator|>:\nalpha</eog>",
+                              "ablation": "no_such"}) == ["record: unknown ablation 'no_such' (one of full, no_intent, "
+                                                          "no_locator, generator_only)"]

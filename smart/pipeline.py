@@ -1,0 +1,288 @@
+"""Cached multi-stage jobs: the quickstart and the commands behind the paper's tables, as lists of shell commands.
+
+Each stage is the very command a researcher would type (printed before it runs). A stage is skipped when its
+command, its environment and the stages it depends on are unchanged since it last succeeded (state in
+`<run>/stages/<name>.json`); a run killed anywhere restarts at the stage it was in (the stages themselves resume
+where they can). Two scales build the same stages:
+- demo (`demo_setup`): the embedded defaults; sizes from the quickstart's environment variables
+  (`scripts/quickstart.sh` lists them); the data stages build the corpus, embeddings and demo trajectories first.
+- paper (`paper_setup`): your base model, trajectory files and the paper's five evaluation files (`PAPER=1`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from smart import defaults
+from smart.agents import INFERENCE_ABLATIONS
+from smart.demo_data import DEV_TASKS
+from smart.io import InputError, write_json
+
+PY = sys.executable
+BASELINES = ("no_retrieval", "vanilla_rag", "modular")
+TRAINING_ABLATIONS = ("full", *INFERENCE_ABLATIONS)  # full, no_intent, no_locator, generator_only
+PAPER_EVAL_FILES = {"pubhealth": "health_claims_processed.jsonl", "arc_c": "arc_challenge_processed.jsonl",
+                    "popqa": "popqa_longtail_w_gs.jsonl", "squad": "squad_dev.jsonl", "asqa": "asqa_eval_gtr_top100.json"}
+
+
+@dataclass
+class Stage:
+    name: str
+    cmd: list[str]
+    outputs: list[Path]
+    after: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass
+class Setup:
+    """What every job of one scale is built from."""
+
+    run: Path
+    base_model: str  # training starts here
+    baseline_model: str  # the baselines run it
+    train_short: str
+    train_long: str
+    tasks: list[str]
+    eval_files: list[str]
+    train_env: dict[str, str]  # settings shared by every training run
+    stage2_env: dict[str, str]  # stage 2's overrides (the demo's batch size)
+    eval_args: list[str]  # run_eval.py flags shared by every evaluation
+    baseline_args: list[str]  # extra flags of the baselines (their dtype)
+    data_stages: list[Stage]  # the stages that build the data (demo), none at paper scale
+    data_stage: str | None  # the last of them, which training and evaluation wait for
+    settings: dict[str, str]
+    ablation_samples: int = 0  # records of each training-ablation run (0 = all); the paper's Table 3 used 60k
+
+    def evaluate(self, out_dir: Path, model: str, methods: list[str], extra: list[str] | None = None) -> list[str]:
+        return [PY, "eval/run_eval.py", "--task", *self.tasks, "--input_file", *self.eval_files, *self.eval_args,
+                "--output_dir", str(out_dir), "--results_table", str(out_dir / "results.md"),
+                "--model_name", model, *(extra or []), "--method", *methods]
+
+    def metrics(self, out_dir: Path, methods: list[str] | tuple[str, ...]) -> list[Path]:
+        return [out_dir / f"{task}_{method}.metrics.json" for task in self.tasks for method in methods]
+
+    def after_data(self) -> list[str]:
+        return [self.data_stage] if self.data_stage else []
+
+
+def demo_setup(run: Path, data: Path) -> Setup:
+    """The embedded defaults, sized by the quickstart's environment variables."""
+    quick = env("QUICK", "0") == "1"
+    max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
+    n_train = env("N_TRAIN", "64" if quick else "200")
+    n_dev = env("N_DEV", "20" if quick else "50")
+    epochs1 = env("STAGE1_EPOCHS", "1")
+    epochs2 = env("STAGE2_EPOCHS", "1")
+    max_steps = env("MAX_STEPS", "0")
+    precision = env("PRECISION", "bf16" if defaults.cpu_supports_bf16() else "no")
+    special_tokens = env("USE_SPECIAL_TOKENS", "0")  # measured: plain markers train better here
+    eval_dtype = "bfloat16" if precision == "bf16" else "float32"
+    backend = "hf" if env("NO_VLLM", "0") == "1" else env("BACKEND", "auto")
+    passages, corpus, embeddings = defaults.passages_tsv(), defaults.corpus_json(), defaults.embeddings_dir()
+    if max_articles:
+        passages = data / f"psgs_w100_{max_articles}_articles.tsv"
+        corpus = data / f"vital_articles_{max_articles}.json"
+        embeddings = data / f"embeddings_{max_articles}_articles"
+    demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else ""))
+    dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
+    llm = str(defaults.llm_dir())
+    train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
+                 "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
+                 "LR_SCHEDULER": env("LR_SCHEDULER", "constant" if quick else "linear"), "WARMUP_RATIO": "0.03",
+                 "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "LORA_DROPOUT": env("LORA_DROPOUT", "0"),
+                 "MAX_SEQ_LENGTH": "1024", "MAX_STEPS": max_steps, "PRECISION": precision,
+                 "USE_SPECIAL_TOKENS": special_tokens}
+    stage2_env = {"NUM_EPOCHS": epochs2, "BATCH_SIZE_PER_GPU": env("STAGE2_BATCH_SIZE", "2"),
+                  "TOTAL_BATCH_SIZE": env("STAGE2_BATCH_SIZE", "2")}
+    prepare = [PY, "scripts/prepare_embedded.py"]
+    if max_articles:
+        prepare += ["--max_articles", str(max_articles), "--subset_json", str(corpus), "--subset_tsv", str(passages)]
+    data_stages = [
+        Stage("prepare", prepare, [passages, defaults.llm_dir() / "config.json"]),
+        Stage("embed", [PY, "multi_agent/generate_passage_embeddings.py", "--model_name_or_path", "embedded",
+                        "--passages", str(passages), "--output_dir", str(embeddings)], [embeddings], ["prepare"]),
+        Stage("retrieve_samples", [PY, "multi_agent/passage_retrieval.py", "--model_name_or_path", "embedded",
+                                   "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*",
+                                   "--data", "scripts/sample_questions.jsonl", "--output_dir", str(run / "retrieval"),
+                                   "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
+        Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
+                            "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
+                            "--n_train", n_train, "--n_dev", n_dev], [Path(f) for f in dev_files], ["embed"]),
+    ]
+    settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
+                "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV (per task)": n_dev,
+                "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
+                "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
+                "special tokens": "added" if special_tokens == "1" else "plain-text markers",
+                "ndocs": "3", "decoding": "greedy"}
+    eval_args = ["--backend", backend, "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "48"),
+                 "--max_locator_tokens", env("MAX_LOCATOR_TOKENS", "160")]
+    return Setup(run, llm, llm, str(demo / "train_short.jsonl"), str(demo / "train_long.jsonl"), list(DEV_TASKS), dev_files,
+                 train_env, stage2_env, eval_args, ["--dtype", eval_dtype], data_stages, "demo_data", settings)
+
+
+def paper_setup(run: Path) -> Setup:
+    """The paper's recipe: MODEL (Llama-2-7B), TRAIN_SHORT / TRAIN_LONG trajectory files, EVAL_DIR holding the
+    paper's evaluation files (Self-RAG / ALCE releases, names in PAPER_EVAL_FILES; TASKS to choose among them).
+    Training uses the stage scripts' paper defaults (LoRA, lr 2e-4, 2 epochs, total batch 128); the baselines run
+    BASELINE_MODEL (default MODEL)."""
+    model = env("MODEL", "meta-llama/Llama-2-7b-hf")
+    eval_dir = Path(env("EVAL_DIR", "eval_data"))
+    tasks = env("TASKS", " ".join(PAPER_EVAL_FILES)).split()
+    unknown = [t for t in tasks if t not in PAPER_EVAL_FILES]
+    if unknown:
+        raise InputError(f"TASKS: unknown {unknown} (choose from {', '.join(PAPER_EVAL_FILES)})")
+    files = [str(eval_dir / PAPER_EVAL_FILES[t]) for t in tasks]
+    missing = [f for f in files if not Path(f).exists()]
+    trajectories = [env("TRAIN_SHORT", "short_trajectory_data.jsonl"), env("TRAIN_LONG", "long_trajectory_data.jsonl")]
+    missing += [f for f in trajectories if not Path(f).exists()]
+    if missing:
+        raise InputError(f"paper scale: not found: {', '.join(missing)} (set EVAL_DIR, TRAIN_SHORT, TRAIN_LONG)")
+    samples = int(env("ABLATION_SAMPLES", "60000"))
+    settings = {"backbone": model, "baselines' model": env("BASELINE_MODEL", model), "training data": ", ".join(trajectories), "evaluation files": str(eval_dir),
+                "training": "stage scripts' paper defaults", "training-ablation records": str(samples or "all"),
+                "ndocs": "3", "decoding": "greedy"}
+    return Setup(run, model, env("BASELINE_MODEL", model), *trajectories, tasks, files, {"MODEL": model}, {}, ["--ndocs", "3"], [], [], None,
+                 settings, ablation_samples=samples)
+
+
+def training_stage(s: Setup, name: str, model: str, train_file: str, after: list[str], script: str = "long",
+                   extra_env: dict[str, str] | None = None) -> Stage:
+    out = s.run / name
+    return Stage(name, ["bash", f"script_{script}_learning.sh"], [out / "merged" / "config.json"], after,
+                 {**s.train_env, **(s.stage2_env if script == "long" else {}), "MODEL": model, "TRAIN_FILE": train_file,
+                  "OUTPUT_DIR": str(out / "adapter"), "MERGED_DIR": str(out / "merged"), **(extra_env or {})})
+
+
+def merged(s: Setup, name: str) -> str:
+    return str(s.run / name / "merged")
+
+
+def core_stages(s: Setup) -> list[Stage]:
+    """Both training stages, SMART's evaluation and the baselines' (the quickstart's Table 2)."""
+    eval_dir = s.run / "eval"
+    return [
+        training_stage(s, "stage1", s.base_model, s.train_short, s.after_data(), script="short"),
+        training_stage(s, "stage2", merged(s, "stage1"), s.train_long, ["stage1"]),
+        Stage("eval_smart", s.evaluate(eval_dir, merged(s, "stage2"), ["smart"]), s.metrics(eval_dir, ["smart"]),
+              ["stage2"]),
+        Stage("eval_baselines", s.evaluate(eval_dir, s.baseline_model, list(BASELINES), s.baseline_args),
+              s.metrics(eval_dir, BASELINES), s.after_data()),
+    ]
+
+
+def quickstart_stages(s: Setup) -> list[Stage]:
+    report = Stage("report", [PY, "scripts/make_report.py", "--run_dir", str(s.run)], [s.run / "report.md"],
+                   ["eval_smart", "eval_baselines"])
+    return s.data_stages + core_stages(s) + [report]
+
+
+# ----------------------------------------------------------------------------------------------- paper tables
+# Where each row of ours comes from: (evaluation folder under the run, method). Table rows follow smart.paper.
+def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
+    eval_dir, tables = s.run / "eval", s.run / "tables"
+    long_only = "train_long_full" if not s.ablation_samples else "train_long_all"
+    return {
+        "table2": {m: (eval_dir, m) for m in ("smart", *BASELINES)},
+        "table3": {**{f"train_{a}": (tables / f"train_long_{a}", "smart" if a == "full" else f"smart_{a}")
+                      for a in TRAINING_ABLATIONS},
+                   "infer_full": (eval_dir, "smart"),
+                   **{f"infer_{a}": (tables / "infer", m) for a, m in INFERENCE_ABLATIONS.items()}},
+        "table4": {"vanilla": (eval_dir, "vanilla_rag"), "short": (tables / "short", "smart"),
+                   "long": (tables / long_only, "smart"), "short_long": (eval_dir, "smart")},
+    }
+
+
+def table_results(table: str, s: Setup) -> dict[str, dict[str, dict]]:
+    """Our measured rows of a table: row -> task -> metrics JSON, for the evaluations done so far."""
+    if table not in ("table2", "table3", "table4"):
+        raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
+    ours: dict[str, dict[str, dict]] = {}
+    for row, (folder, method) in table_sources(s)[table].items():
+        for task in s.tasks:
+            path = folder / f"{task}_{method}.metrics.json"
+            if path.exists():
+                ours.setdefault(row, {})[task] = json.loads(path.read_text())
+    return ours
+
+
+def table_stages(table: str, s: Setup) -> list[Stage]:
+    """Every stage the table's rows need (the core stages first; the cache shares them with the quickstart)."""
+    tables = s.run / "tables"
+    ablation_data = tables / "ablation_data"
+    capped = {"MAX_TRAIN_SAMPLES": str(s.ablation_samples)} if s.ablation_samples else {}
+
+    def trained_eval(name: str, train: Stage, method: str) -> list[Stage]:
+        out = tables / name
+        return [train, Stage(f"eval_{name}", s.evaluate(out, merged(s, train.name), [method]),
+                             s.metrics(out, [method]), [train.name])]
+
+    extra: list[Stage] = []
+    if table == "table3":  # the inference ablation first: it needs no training
+        methods = list(INFERENCE_ABLATIONS.values())
+        extra.append(Stage("eval_inference_ablation", s.evaluate(tables / "infer", merged(s, "stage2"), methods),
+                           s.metrics(tables / "infer", methods), ["stage2"]))
+        extra.append(Stage("ablation_data", [PY, "data_creation/make_ablation_data.py", "--input_file", s.train_long,
+                                             "--output_dir", str(ablation_data)],
+                           [ablation_data / f"train_long_{a}.jsonl" for a in INFERENCE_ABLATIONS], s.after_data()))
+        for a in TRAINING_ABLATIONS:
+            data = s.train_long if a == "full" else str(ablation_data / f"train_long_{a}.jsonl")
+            name = f"train_long_{a}"
+            after = s.after_data() if a == "full" else ["ablation_data"]
+            extra += trained_eval(name, training_stage(s, name, s.base_model, data, after, extra_env=capped),
+                                  "smart" if a == "full" else f"smart_{a}")
+    elif table == "table4":
+        extra.append(Stage("eval_short", s.evaluate(tables / "short", merged(s, "stage1"), ["smart"]),
+                           s.metrics(tables / "short", ["smart"]), ["stage1"]))
+        name = "train_long_full" if not s.ablation_samples else "train_long_all"
+        extra += trained_eval(name, training_stage(s, name, s.base_model, s.train_long, s.after_data()), "smart")
+    elif table != "table2":
+        raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
+    core = [st for st in core_stages(s) if table != "table3" or st.name != "eval_baselines"]
+    return s.data_stages + core + extra
+
+
+# ----------------------------------------------------------------------------------------------- running
+def stage_key(stage: Stage, keys: dict[str, str]) -> str:
+    blob = json.dumps([stage.cmd, sorted(stage.env.items()), [keys[a] for a in stage.after]])
+    return hashlib.sha1(blob.encode()).hexdigest()[:16]
+
+
+def run_stages(stages: list[Stage], run: Path) -> float:
+    """Run the stages in order, skipping cached ones; exits with a message when one fails. Returns seconds."""
+    state_dir = run / "stages"
+    state_dir.mkdir(parents=True, exist_ok=True)
+    keys: dict[str, str] = {}
+    total = time.time()
+    for i, stage in enumerate(stages, start=1):
+        keys[stage.name] = key = stage_key(stage, keys)
+        state_file = state_dir / f"{stage.name}.json"
+        state = json.loads(state_file.read_text()) if state_file.exists() else {}
+        if state.get("key") == key and all(p.exists() for p in stage.outputs):
+            print(f"[{i}/{len(stages)}] {stage.name}: cached ({state['seconds']:.0f} s when run)", flush=True)
+            continue
+        shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env.items())
+        print(f"\n[{i}/{len(stages)}] {stage.name}: {shown} {shlex.join(stage.cmd)}", flush=True)
+        start = time.time()
+        result = subprocess.run(stage.cmd, env={**os.environ, **stage.env})
+        seconds = time.time() - start
+        if result.returncode != 0:
+            sys.exit(f"stage {stage.name} failed (exit {result.returncode}) after {seconds:.0f} s; rerun to resume it")
+        missing = [str(p) for p in stage.outputs if not p.exists()]
+        if missing:
+            sys.exit(f"stage {stage.name} finished but did not write {missing}")
+        write_json(state_file, {"key": key, "seconds": seconds, "cmd": stage.cmd, "env": stage.env})
+        print(f"[{i}/{len(stages)}] {stage.name}: done in {seconds:.0f} s", flush=True)
+    return time.time() - total

@@ -1,0 +1,113 @@
+"""The staged jobs: which stages each paper table needs at demo and paper scale, the cache (skip, rerun on change,
+clear failure) and the collection of a table's measured rows."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from smart import paper, pipeline
+from smart.io import InputError
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch) -> pipeline.Setup:
+    for name in ("QUICK", "MAX_ARTICLES", "N_TRAIN", "N_DEV", "PRECISION", "NO_VLLM", "BACKEND"):
+        monkeypatch.delenv(name, raising=False)
+    return pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
+
+
+def keys(stages: list[pipeline.Stage]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for stage in stages:
+        out[stage.name] = pipeline.stage_key(stage, out)
+    return out
+
+
+def test_tables_share_the_quickstart_stages(demo):
+    quickstart = keys(pipeline.quickstart_stages(demo))
+    assert list(quickstart) == ["prepare", "embed", "retrieve_samples", "demo_data", "stage1", "stage2", "eval_smart",
+                                "eval_baselines", "report"]
+    tables = {t: keys(pipeline.table_stages(t, demo)) for t in ("table2", "table3", "table4")}
+    for table, stage_keys in tables.items():  # the same commands, hence the same cache entries
+        assert all(stage_keys[name] == quickstart[name] for name in stage_keys if name in quickstart), table
+    assert "eval_baselines" not in tables["table3"] and "eval_baselines" in tables["table4"]
+    assert set(tables["table2"]) == set(quickstart) - {"report"}
+    assert [n for n in tables["table3"] if n.startswith("train_long_")] == [
+        "train_long_full", "train_long_no_intent", "train_long_no_locator", "train_long_generator_only"]
+    assert tables["table4"]["train_long_full"] == tables["table3"]["train_long_full"]  # one long-only run for both
+    stages = {s.name: s for s in pipeline.table_stages("table3", demo)}
+    no_locator = stages["train_long_no_locator"]
+    assert no_locator.env["MODEL"] == demo.base_model and no_locator.env["TRAIN_FILE"].endswith("train_long_no_locator.jsonl")
+    assert stages["eval_train_long_no_locator"].cmd[-2:] == ["--method", "smart_no_locator"]
+    assert stages["eval_inference_ablation"].cmd[-4:] == ["--method", "smart_no_intent", "smart_no_locator",
+                                                          "smart_generator_only"]
+    with pytest.raises(InputError, match="unknown table 'table5'"):
+        pipeline.table_stages("table5", demo)
+
+
+def test_paper_scale_needs_its_files_and_caps_the_ablation_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("EVAL_DIR", str(tmp_path / "eval"))
+    monkeypatch.setenv("TRAIN_SHORT", str(tmp_path / "short.jsonl"))
+    monkeypatch.setenv("TRAIN_LONG", str(tmp_path / "long.jsonl"))
+    monkeypatch.setenv("TASKS", "popqa asqa")
+    with pytest.raises(InputError, match=r"not found: .*popqa_longtail_w_gs.jsonl, .*asqa_eval_gtr_top100.json, .*short.jsonl"):
+        pipeline.paper_setup(tmp_path / "run")
+    (tmp_path / "eval").mkdir()
+    for name in ("eval/popqa_longtail_w_gs.jsonl", "eval/asqa_eval_gtr_top100.json", "short.jsonl", "long.jsonl"):
+        (tmp_path / name).write_text("{}\n")
+    setup = pipeline.paper_setup(tmp_path / "run")
+    assert setup.tasks == ["popqa", "asqa"] and setup.data_stages == [] and setup.base_model == "meta-llama/Llama-2-7b-hf"
+    table3 = {s.name: s for s in pipeline.table_stages("table3", setup)}
+    assert table3["train_long_no_intent"].env["MAX_TRAIN_SAMPLES"] == "60000"
+    assert "LEARNING_RATE" not in table3["stage1"].env  # the stage scripts' paper defaults
+    table4 = {s.name for s in pipeline.table_stages("table4", setup)}
+    assert "train_long_all" in table4 and "train_long_full" not in table4
+    monkeypatch.setenv("TASKS", "popqa nq")
+    with pytest.raises(InputError, match=r"unknown \['nq'\]"):
+        pipeline.paper_setup(tmp_path / "run")
+
+
+def write_stage(tmp_path: Path, name: str, text: str, after: list[str] | None = None) -> pipeline.Stage:
+    out = tmp_path / f"{name}.txt"
+    code = f"import pathlib; pathlib.Path({str(out)!r}).write_text({text!r})"
+    return pipeline.Stage(name, [sys.executable, "-c", code], [out], after or [])
+
+
+def test_run_stages_caches_reruns_on_change_and_fails_clearly(tmp_path, capsys):
+    run = tmp_path / "run"
+    first, second = write_stage(tmp_path, "a", "1"), write_stage(tmp_path, "b", "2", ["a"])
+    pipeline.run_stages([first, second], run)
+    assert "a: done" in capsys.readouterr().out
+    pipeline.run_stages([first, second], run)
+    out = capsys.readouterr().out
+    assert out.count(": cached") == 2
+    changed = write_stage(tmp_path, "a", "changed")
+    pipeline.run_stages([changed, second], run)  # a changed, so b (which depends on it) runs again too
+    out = capsys.readouterr().out
+    assert "a: done" in out and "b: done" in out and (tmp_path / "a.txt").read_text() == "changed"
+    failing = pipeline.Stage("c", [sys.executable, "-c", "raise SystemExit(3)"], [tmp_path / "c.txt"])
+    with pytest.raises(SystemExit, match="stage c failed \\(exit 3\\)"):
+        pipeline.run_stages([changed, second, failing], run)
+    silent = pipeline.Stage("d", [sys.executable, "-c", "pass"], [tmp_path / "d.txt"])
+    with pytest.raises(SystemExit, match="did not write"):
+        pipeline.run_stages([silent], run)
+    assert not (run / "stages" / "d.json").exists()
+
+
+def test_table_results_collect_each_rows_metrics(demo):
+    sources = pipeline.table_sources(demo)
+    for row in ("infer_no_locator", "train_no_intent"):
+        folder, method = sources["table3"][row]
+        for task in demo.tasks:
+            path = folder / f"{task}_{method}.metrics.json"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps({"task": task, "method": method, "score": 50.0, "fallbacks": {}}))
+    ours = pipeline.table_results("table3", demo)
+    assert set(ours) == {"infer_no_locator", "train_no_intent"} and set(ours["train_no_intent"]) == set(demo.tasks)
+    assert ours["train_no_intent"]["popqa"]["method"] == "smart_no_intent"
+    assert set(sources["table3"]) == {row.key for row in paper.get_table("table3").rows}
+    assert all(set(sources[t]) <= {row.key for row in paper.get_table(t).rows} for t in sources)
+    assert "50.0 / 35.17 (+14.8)" in paper.render_table("table3", ours)  # PopQA, trained w/o the Intent Reconstructor
