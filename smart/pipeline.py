@@ -190,10 +190,14 @@ def quickstart_stages(s: Setup) -> list[Stage]:
 
 
 # ----------------------------------------------------------------------------------------------- paper tables
-# Where each row of ours comes from: (evaluation folder under the run, method). Table rows follow smart.paper.
+def long_only_stage(s: Setup) -> str:
+    """Table 4's long-only run: Table 3's full training run, unless that one is capped to fewer records."""
+    return "train_long_full" if not s.ablation_samples else "train_long_all"
+
+
 def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
+    """Where each row of ours comes from: (evaluation folder under the run, method); rows follow smart.paper."""
     eval_dir, tables = s.run / "eval", s.run / "tables"
-    long_only = "train_long_full" if not s.ablation_samples else "train_long_all"
     return {
         "table2": {m: (eval_dir, m) for m in ("smart", *BASELINES)},
         "table3": {**{f"train_{a}": (tables / f"train_long_{a}", "smart" if a == "full" else f"smart_{a}")
@@ -201,7 +205,7 @@ def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
                    "infer_full": (eval_dir, "smart"),
                    **{f"infer_{a}": (tables / "infer", m) for a, m in INFERENCE_ABLATIONS.items()}},
         "table4": {"vanilla": (eval_dir, "vanilla_rag"), "short": (tables / "short", "smart"),
-                   "long": (tables / long_only, "smart"), "short_long": (eval_dir, "smart")},
+                   "long": (tables / long_only_stage(s), "smart"), "short_long": (eval_dir, "smart")},
     }
 
 
@@ -246,7 +250,7 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
     elif table == "table4":
         extra.append(Stage("eval_short", s.evaluate(tables / "short", merged(s, "stage1"), ["smart"]),
                            s.metrics(tables / "short", ["smart"]), ["stage1"]))
-        name = "train_long_full" if not s.ablation_samples else "train_long_all"
+        name = long_only_stage(s)
         extra += trained_eval(name, training_stage(s, name, s.base_model, s.train_long, s.after_data()), "smart")
     elif table != "table2":
         raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
