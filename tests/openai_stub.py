@@ -4,8 +4,8 @@
         OpenAITeacher("stub", base_url=server.url, ...)
 
 `respond(messages)` gives the reply text; `faults` maps a substring of the last message to the faults its next
-matching requests get, in order ("429", "500", "503", "401", "hang", "bad_json", "length"), before normal answers
-resume. `counts` holds the requests and faults served; `max_in_flight` the most requests handled at once.
+matching requests get, in order ("429", "500", "503", "401", "hang", "bad_json", "wrong_shape", "length"), before
+normal answers resume. `counts` holds the requests and faults served; `max_in_flight` the most requests handled at once.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Callable
 
-FAULTS = ("429", "500", "503", "401", "hang", "bad_json", "length")
+FAULTS = ("429", "500", "503", "401", "hang", "bad_json", "wrong_shape", "length")
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -99,6 +99,9 @@ class StubOpenAI:
                     return
                 if fault == "bad_json":
                     self._send(200, b'{"choices": [ this is not json')
+                    return
+                if fault == "wrong_shape":  # valid JSON, not a chat completion
+                    self._send(200, b'{"choices": [{"index": 0, "message": "no fields"}]}')
                     return
                 text = stub.respond(messages)
                 body = {

@@ -46,7 +46,7 @@ def ask(teacher: OpenAITeacher, contents: list[str]) -> list:
 
 
 def test_retries_on_429_500_timeout_and_garbled_then_succeeds():
-    faults = {"a": ["429", "500"], "b": ["503", "hang"], "c": ["bad_json"], "d": ["length"]}
+    faults = {"a": ["429", "500"], "b": ["503", "hang"], "c": ["bad_json", "wrong_shape"], "d": ["length"]}
     with StubOpenAI(faults=faults, hang_seconds=15.0) as server:
         teacher = OpenAITeacher("stub", base_url=server.url, api_key="test-key", timeout=0.5, backoff_base=0.01,
                                 max_retries=3, concurrency=4)
@@ -55,10 +55,10 @@ def test_retries_on_429_500_timeout_and_garbled_then_succeeds():
         elapsed = time.monotonic() - start
     assert [r.text for r in replies] == [f"echo: {c}" for c in "abcde"]
     assert [r.truncated for r in replies] == [False, False, False, True, False]
-    assert teacher.stats.retries == 5 and teacher.stats.failures == 0
+    assert teacher.stats.retries == 6 and teacher.stats.failures == 0
     assert teacher.stats.retry_reasons == {"RateLimitError": 1, "InternalServerError": 2, "APITimeoutError": 1,
-                                           "JSONDecodeError": 1}
-    assert server.counts["requests"] == 10 and server.counts["hang"] == 1
+                                           "JSONDecodeError": 1, "GarbledReply": 1}
+    assert server.counts["requests"] == 11 and server.counts["hang"] == 1
     assert elapsed < 10.0  # the hung request was cut at its 0.5 s timeout, not waited out (15 s)
 
 
