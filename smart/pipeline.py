@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -264,6 +265,28 @@ def stage_key(stage: Stage, keys: dict[str, str]) -> str:
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
+def run_stage(stage: Stage) -> int:
+    """Run one stage's command in its own process group and return its exit code. When the pipeline stops first
+    (Ctrl-C, SIGTERM), the stage's whole group (its workers too) is stopped with it, so nothing runs on orphaned."""
+    process = subprocess.Popen(stage.cmd, env={**os.environ, **stage.env}, start_new_session=True)
+
+    def stop(signum: int, _frame) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        return process.wait()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
 def run_stages(stages: list[Stage], run: Path) -> float:
     """Run the stages in order, skipping cached ones; exits with a message when one fails. Returns seconds."""
     state_dir = run / "stages"
@@ -280,10 +303,10 @@ def run_stages(stages: list[Stage], run: Path) -> float:
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env.items())
         print(f"\n[{i}/{len(stages)}] {stage.name}: {shown} {shlex.join(stage.cmd)}", flush=True)
         start = time.time()
-        result = subprocess.run(stage.cmd, env={**os.environ, **stage.env})
+        returncode = run_stage(stage)
         seconds = time.time() - start
-        if result.returncode != 0:
-            sys.exit(f"stage {stage.name} failed (exit {result.returncode}) after {seconds:.0f} s; rerun to resume it")
+        if returncode != 0:
+            sys.exit(f"stage {stage.name} failed (exit {returncode}) after {seconds:.0f} s; rerun to resume it")
         missing = [str(p) for p in stage.outputs if not p.exists()]
         if missing:
             sys.exit(f"stage {stage.name} finished but did not write {missing}")

@@ -12,12 +12,12 @@ from pathlib import Path
 
 from smart.agents import FALLBACKS, METHODS
 from smart.io import atomic_write, iter_jsonl, write_json
+from smart.paper import our_titles
 from smart.tasks import TASKS
 from smart.viewer import report_pages
 
 TRAINING_LOG = "training_log.jsonl"
-METHOD_NAMES = {"smart": "SMART (trained, 4 agents)", "no_retrieval": "Backbone, no retrieval",
-                "vanilla_rag": "Backbone + top-3 passages (vanilla RAG)", "modular": "Prompted modular agents"}
+METHOD_NAMES = our_titles("table2")  # the quickstart's table names its rows as Table 2 does
 AGENT_METHODS = ("smart", "modular")  # their rows come from the agents: well-formedness, facts and fallbacks apply
 CITING_METHODS = ("smart",)  # their generator cites passages
 MISSING = "–"

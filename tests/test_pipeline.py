@@ -3,7 +3,11 @@ clear failure) and the collection of a table's measured rows."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,6 +99,40 @@ def test_run_stages_caches_reruns_on_change_and_fails_clearly(tmp_path, capsys):
     with pytest.raises(SystemExit, match="did not write"):
         pipeline.run_stages([silent], run)
     assert not (run / "stages" / "d.json").exists()
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except FileNotFoundError:
+        return False
+
+
+def test_a_stopped_pipeline_stops_its_stage_and_the_stages_workers(tmp_path):
+    pids = tmp_path / "pids.txt"
+    worker = ("import subprocess, sys, time; w = subprocess.Popen(['sleep', '300']); "
+              f"open({str(pids)!r}, 'w').write(f'{{w.pid}} ' + str(__import__('os').getpid())); time.sleep(300)")
+    pipeline_code = ("import sys; from pathlib import Path; from smart import pipeline; "
+                     f"pipeline.run_stages([pipeline.Stage('slow', [sys.executable, '-c', {worker!r}], [])], "
+                     f"Path({str(tmp_path / 'run')!r}))")
+    parent = subprocess.Popen([sys.executable, "-c", pipeline_code])
+    deadline = time.time() + 60
+    while not (pids.exists() and len(pids.read_text().split()) == 2) and time.time() < deadline:
+        time.sleep(0.1)
+    worker_pid, stage_pid = map(int, pids.read_text().split())
+    try:
+        assert alive(worker_pid) and alive(stage_pid)
+        parent.send_signal(signal.SIGTERM)
+        assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+        deadline = time.time() + 10
+        while (alive(worker_pid) or alive(stage_pid)) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not alive(stage_pid) and not alive(worker_pid)
+    finally:  # a failure here must not leave them running
+        for pid in (worker_pid, stage_pid):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_table_results_collect_each_rows_metrics(demo):

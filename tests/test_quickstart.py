@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,8 +21,16 @@ def run_quickstart(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "RUN_DIR": str(run_dir), "MAX_ARTICLES": "150", "N_TRAIN": "8", "N_DEV": "3",
            "MAX_STEPS": "2", "NO_VLLM": "1", "PRECISION": "no", "MAX_NEW_TOKENS": "16", "MAX_LOCATOR_TOKENS": "48", "PYTHONUNBUFFERED": "1"}
     script = "scripts/paper_tables.py" if args else "scripts/quickstart.py"
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=1800)
+    cmd = [sys.executable, script, *args]
+    process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               start_new_session=True)
+    try:
+        stdout, stderr = process.communicate(timeout=1800)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGTERM)  # the pipeline stops its running stage's group in turn
+        process.communicate(timeout=60)
+        raise
+    return subprocess.CompletedProcess(cmd, process.returncode, stdout, stderr)
 
 
 @pytest.fixture(scope="module")

@@ -86,9 +86,9 @@ TABLE = """\
 | Method | PopQA (match) | PubHealth (accuracy) | ARC-C (accuracy) | Average | fallbacks |
 |---|---:|---:|---:|---:|---:|
 | SMART (trained, 4 agents) | 40.0 | 50.0 | – | – | 3 |
-| Backbone, no retrieval | 20.0 | – | – | – | 0 |
-| Backbone + top-3 passages (vanilla RAG) | 60.0 | 50.0 | – | – | 0 |
-| Prompted modular agents | – | – | 33.3 | – | 2 |
+| Backbone alone (no retrieval) | 20.0 | – | – | – | 0 |
+| Backbone + the same top-3 passages (vanilla RAG) | 60.0 | 50.0 | – | – | 0 |
+| Prompted modular agents (same backbone, no training) | – | – | 33.3 | – | 2 |
 """
 
 
@@ -98,8 +98,8 @@ def test_results_table_rows_per_method_columns_per_task(run):
     without_arc = results_table([e for e in evaluations if e.task != "arc_c"]).splitlines()
     assert without_arc[0] == "| Method | PopQA (match) | PubHealth (accuracy) | Average | fallbacks |"
     assert without_arc[2:] == ["| SMART (trained, 4 agents) | 40.0 | 50.0 | 45.0 | 3 |",
-                               "| Backbone, no retrieval | 20.0 | – | – | 0 |",
-                               "| Backbone + top-3 passages (vanilla RAG) | 60.0 | 50.0 | 55.0 | 0 |"]
+                               "| Backbone alone (no retrieval) | 20.0 | – | – | 0 |",
+                               "| Backbone + the same top-3 passages (vanilla RAG) | 60.0 | 50.0 | 55.0 | 0 |"]
 
 
 def ratio(hits: int, total: int) -> dict:
@@ -135,7 +135,7 @@ def test_report_files_and_diagnostics(run):
     assert TABLE in report and "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
     assert ("| SMART (trained, 4 agents) | PopQA (match) | 5 | 60.0 (3/5) | 75.0 (3/4) | 80.0 (4/5) | 33.3 (1/3) | "
             "50.0 (2/4) | 66.7 (2/3) | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
-    assert "| Backbone, no retrieval | PopQA (match) | 5 |" + " – |" * 9 in report
+    assert "| Backbone alone (no retrieval) | PopQA (match) | 5 |" + " – |" * 9 in report
     # examples: per task two correct SMART rows (cited first) and one wrong one
     shown = [key for key in ("p1", "p2", "p3", "p4", "p5", "h1", "h2") if f"trajectory of {key}" in report]
     assert shown == ["p1", "p2", "p3", "h1", "h2"]
