@@ -6,7 +6,9 @@ loop (transformers), and vLLM vs transformers on the stage-batched pipeline (whe
 
 Every stage runs to its token limit unless the model writes the stop string, so an untrained model measures the
 worst case. The per-question loop runs on the first --n_loop questions only (it is the slow baseline); rates are
-per question, so they compare. vLLM's start-up time is printed apart and left out of its rate.
+per question, so they compare. vLLM's start-up time is printed apart and left out of its rate. On a small CPU
+machine, where the backend binds vLLM's threads to every core, vLLM runs again with its own binding (one core kept
+for its scheduler) for the ratio of the two.
 """
 from __future__ import annotations
 
@@ -83,6 +85,14 @@ def main() -> None:
     print(f"vLLM, stage-batched            ({len(examples)} q): {fast:8.2f} questions/s")
     print(f"  vLLM / transformers (stage-batched): {fast / batched:.2f}x;  vLLM batched / transformers loop: {fast / loop:.2f}x")
     vllm.close()
+    bound = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
+    if bound != "auto":  # the backend bound vLLM-CPU's threads to every core of this small machine
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "auto"  # vLLM's own binding: one core kept for its scheduler
+        reserved = load_backend("vllm", args.model_name)
+        slow = rate(reserved, examples, limits, batched=True)
+        print(f"vLLM, its own CPU binding      ({len(examples)} q): {slow:8.2f} questions/s")
+        print(f"  threads on cores {bound} / vLLM's own binding: {fast / slow:.2f}x")
+        reserved.close()
 
 
 if __name__ == "__main__":
