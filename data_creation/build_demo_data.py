@@ -38,14 +38,17 @@ def main(argv: list[str] | None = None) -> None:
                    help="glob of the TSV's embedding shards (default: computed and cached on first use)")
     p.add_argument("--model_name_or_path", default=defaults.EMBEDDED, help="query encoder (the one that made the embeddings)")
     p.add_argument("--tokenizer", default="embedded", help="tokenizer for the length stats ('none' to skip)")
+    p.add_argument("--span_facts", type=int, default=0,
+                   help="span facts (a name, year or count of any sentence, asked in its words) drawn per 13 relation "
+                        "facts, in training and dev alike; 0 = off (default)")
     args = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     with cli_errors():
-        if args.n_train < 1 or args.n_dev < 1 or args.n_docs < 1:
-            raise InputError("--n_train, --n_dev and --n_docs must be at least 1")
+        if args.n_train < 1 or args.n_dev < 1 or args.n_docs < 1 or args.span_facts < 0:
+            raise InputError("--n_train, --n_dev and --n_docs must be at least 1, --span_facts at least 0")
         stats = build_demo_data(args.output_dir, args.n_train, args.n_dev, args.n_docs, args.seed, args.corpus_json,
                                 args.passages, args.passages_embeddings, args.model_name_or_path,
-                                load_tokenizer(args.tokenizer))
+                                load_tokenizer(args.tokenizer), args.span_facts)
         print(json.dumps(stats, indent=1))
 
 

@@ -4,8 +4,11 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"). Every gold answer is a span of the sentence it came from (the evidence),
-which lies whole inside one passage. From one fact come:
+1911") and creators ("directed by N"); and, from any sentence of any passage, span facts: a name, year or count the
+sentence states, asked for in the sentence's own words ("Sofia is built west of which river?", also "Which river
+is Sofia built west of?"), so that questions reach past an article's lead and the relation patterns. Every gold
+answer is a span of the sentence it came from (the evidence), which lies whole inside one passage. From one fact
+come:
 - open: a PopQA-like question whose answer is the span ("What is X's occupation?");
 - claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
   a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
@@ -190,14 +193,128 @@ def relations_of_passage(title: str, topic: str, passage_id: str, text: str, fir
     return out
 
 
-def extract_relations(store, topics: dict[str, str] | None = None) -> list[Relation]:
-    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead)."""
+_MONTHS = {"January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"}
+_SPAN_YEAR = re.compile(r"\b(?:in|since|from|until|by|of) (?:(?:\d{1,2} )?[A-Z][a-z]+ )?(?P<value>1\d{3}|20\d{2})\b"
+                        r"(?![–-]\d| [A-Z])")
+_SPAN_COUNT = re.compile(r"\b(?P<value>(?:(?:about|approximately|around|over|more than|nearly|almost) )?\d[\d,]*(?:\.\d+)?"
+                         r"(?: (?:million|billion|thousand))?) (?P<unit>[a-z]{3,}s)\b")
+_SPAN_NAME = re.compile(r"(?<=[a-z,] )(?P<the>the )?(?P<value>" + _NAME + r")(?P<noun> [a-z]{3,})?")
+_STOP = set("a an the of in on at by to for from with and or is was are were be been its his her their it this that "
+            "which what who whom how many what year as into than also".split())
+SPAN_KINDS = ("span:name", "span:year", "span:count")
+# kinds a name may qualify ("the Vitosha mountain" -> "which mountain"); before other nouns a name is an adjective
+# ("Western consumption", "India's third-longest-serving prime minister") and asks for nothing
+_KIND_NOUNS = set("river mountain mountains lake island islands sea ocean bay strait valley desert city town region "
+                  "province state county district country kingdom empire dynasty family genus order class species "
+                  "language languages people peoples tribe virus bacterium disease party church university museum "
+                  "prize award festival war battle treaty period era culture religion school movement".split())
+_CLAUSE_END = re.compile(r"[,;:(]| (?:which|who|whose|where|while|and (?:is|was|has|had))\b")
+
+
+def _subject(before: str, title: str) -> str:
+    """The clause's start with its subject named: "It/He/She/They ..." and "The city is ..." become the title."""
+    before = re.sub(r"\s*\([^)]*\)", "", before)
+    before = re.sub(r"^(?:It|This|He|She|They) ", title + " ", before)
+    if title.lower() not in before.lower():
+        before = re.sub(r"^The [a-z]+ (?=(?:is|was|are|were|has|had|lies)\b)", title + " ", before)
+    return before
+
+
+_BY_WHOM = re.compile(r"\b(?:written|directed|composed|painted|produced|founded|designed|invented|discovered|created|"
+                      r"led|ruled|built|developed|established|published|named|killed|defeated|married|played) by $")
+
+
+def span_question(title: str, sentence: str, start: int, end: int, kind: str) -> str | None:
+    """A question asking for `sentence[start:end]` in the sentence's own words: the span replaced by its question
+    word ("in what year", "how many", "which <noun>", "by whom", "what"), the clause cut where the fact ends and its
+    subject named ("Sofia is built west of which river?"). None when the clause is not about the article (its title
+    absent), when the span is part of a longer name or an adjective ("a Classical composer"), or when the question
+    reads too short or too long."""
+    before, rest = sentence[:start], sentence[end:]
+    if re.match(r"(?:Its|His|Her|Their) ", before) or re.search(r"(?:\ban? |[A-Z]\w* (?:of )?(?:the )?)$", before) \
+            or re.match(r" (?:of|de|and)(?: the)? [A-Z]", rest) \
+            or re.search(r"(?:,|\band|\bor|\d (?:to|and)) $", before) or re.match(r"(?:,| and| or) [A-Z]", rest):
+        return None  # one of a list ("Iraq, Israel, what?") asks for no one thing
+    if cut := _CLAUSE_END.search(rest):
+        rest = rest[:cut.start()]
+    rest = rest.rstrip(" .")
+    noun = re.match(r" ([a-z]{3,})", rest)
+    if kind == "span:year":
+        wh = "what year"
+    elif kind == "span:count":
+        wh = "how many"
+    elif noun and noun.group(1) not in _STOP:
+        if noun.group(1) not in _KIND_NOUNS:
+            return None
+        before, wh = re.sub(r"\bthe $", "", before), "which"  # "the Vitosha mountain" -> "which mountain"
+    elif m := re.search(r"\bthe ([a-z]{3,}) $", before):
+        before, wh = before[:m.start()], f"which {m.group(1)}"  # "the genus Orthopoxvirus" -> "which genus"
+    else:
+        before, wh = re.sub(r"\bthe $", "", before), "whom" if _BY_WHOM.search(before) else "what"
+    question = normalize_space(_subject(before, display_title(title)) + wh + rest)
+    if display_title(title).lower() not in question.lower() or not 5 <= len(question.split()) <= 22:
+        return None
+    return question[0].upper() + question[1:] + "?"
+
+
+def fronted_question(question: str, title: str) -> str | None:
+    """A span question with its question word first, as people ask: "Sofia is built west of which river?" ->
+    "Which river is Sofia built west of?", "Thriller was produced by whom?" -> "Who produced Thriller?", "X was
+    founded in what year?" -> "When was X founded?". None unless the question reads "<title> is/was ... <question
+    word>" with the question word last."""
+    m = re.match(r"(?P<subject>(?:The )?" + re.escape(display_title(title)) + r") (?P<aux>is|was|are|were) "
+                 r"(?P<pred>.+?) ?(?P<wh>in what year|which [a-z]+|whom|what)\?$", question)
+    if not m or re.search(r",| and ", m["pred"]) or len(m["pred"].split()) > 10 or m["pred"].endswith(" the"):
+        return None
+    subject, aux, pred, wh = re.sub(r"^The ", "the ", m["subject"]), m["aux"], m["pred"], m["wh"]
+    if wh == "whom":
+        verb = re.fullmatch(r"(\w+) by", pred)
+        return f"Who {ACTIVE.get(verb[1], verb[1])} {subject}?" if verb and _BY_WHOM.search(pred + " ") else None
+    if wh == "in what year":
+        return f"When {aux} {subject} {pred}?"
+    return f"{wh[0].upper() + wh[1:]} {aux} {subject} {pred}?"
+
+
+def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relation]:
+    """Facts of any sentence of a passage, not only the patterns' relations: a name, a year or a count the
+    sentence states, asked for in the sentence's words (`extra["question"]`, see `span_question`), and where the
+    clause allows also with the question word first (`extra["questions"]` holds both)."""
+    out = []
+    name = display_title(title).lower()
+    for sentence in sentences(normalize_space(text)):
+        if len(sentence.split()) > 45:
+            continue
+        found = [("span:year", m.start("value"), m.end("value")) for m in _SPAN_YEAR.finditer(sentence)]
+        found += [("span:count", m.start("value"), m.end("value")) for m in _SPAN_COUNT.finditer(sentence)]
+        for m in _SPAN_NAME.finditer(sentence):
+            value = _clean_name(m["value"])
+            if value.split()[0] not in _MONTHS and value not in DEMONYMS and len(value) > 2 \
+                    and not re.search(r"(?:['’]s|ised|ized|ed)$", value):  # "Africa's", "Latinised"
+                found.append(("span:name", m.start("value"), m.start("value") + len(value)))
+        for kind, start, end in found:
+            value = sentence[start:end]
+            if value.lower() in name or name in value.lower():
+                continue
+            if question := span_question(title, sentence, start, end, kind):
+                forms = [question] + ([fronted] if (fronted := fronted_question(question, title)) else [])
+                out.append(Relation(title, topic, kind, [value], sentence, passage_id,
+                                    extra={"question": question, "questions": forms}))
+    return out
+
+
+def extract_relations(store, topics: dict[str, str] | None = None, spans: bool = False) -> list[Relation]:
+    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead), with
+    `spans` also its span facts."""
     topics = topics or {}
     out, seen_titles = [], set()
     for row in store:
         first = row["title"] not in seen_titles
         seen_titles.add(row["title"])
-        out += relations_of_passage(row["title"], topics.get(row["title"], ""), str(row["id"]), row["text"], first)
+        topic = topics.get(row["title"], "")
+        out += relations_of_passage(row["title"], topic, str(row["id"]), row["text"], first)
+        if spans:
+            out += span_facts(row["title"], topic, str(row["id"]), row["text"])
     return out
 
 
@@ -282,12 +399,18 @@ def _fill(template: str, rel: Relation, value: str | None = None) -> str:
 
 
 def query_of(rel: Relation) -> str:
-    """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun."""
+    """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun (for a
+    span fact, the question's two content words nearest its question word: "Sofia mountain foot")."""
+    title = display_title(rel.title)
+    if _base(rel.kind) == "span":
+        question = re.sub(r"[^\w\s'-]", " ", rel.extra["question"])
+        before, _, after = re.split(r"\b(what year|how many|which|whom|what)\b", question, maxsplit=1)
+        near = after.split() + before.split()[::-1]
+        words = [w for w in near if w.lower() not in _STOP and w.lower() not in title.lower()][:2]
+        return normalize_space(" ".join([title, *words]))
     noun = QUERY_NOUN[_base(rel.kind)].format(**_fields(rel))
-    return normalize_space(f"{display_title(rel.title)} {noun}")
+    return normalize_space(f"{title} {noun}")
 
-
-_CLAUSE_END = re.compile(r"[,;:(]| (?:which|who|whose|where|while|and (?:is|was|has|had))\b")
 
 
 def sentence_claim(rel: Relation, value: str) -> str | None:
@@ -300,19 +423,41 @@ def sentence_claim(rel: Relation, value: str) -> str | None:
         rest = ""
     elif end := _CLAUSE_END.search(rest):
         rest = rest[:end.start()]
-    before = re.sub(r"\s*\([^)]*\)", "", rel.evidence[:start])  # pronunciations, dates
-    if re.match(r"(?:Its|His|Her|Their) ", before):
+    if re.match(r"(?:Its|His|Her|Their) ", rel.evidence[:start]):
         return None  # "Its capital is Rabat": whose?
-    before = re.sub(r"^(?:It|This|He|She|They) ", display_title(rel.title) + " ", before)
+    before = _subject(rel.evidence[:start], display_title(rel.title))  # without pronunciations, dates
     if value != answer:  # the article before the swapped value
         before = re.sub(r"\ban? $", ("an " if value[:1].lower() in "aeiou" else "a "), before)
     claim = (before + value + rest).rstrip(" .") + "."
     return claim if len(claim.split()) <= 25 else None
 
 
+def _shifted(value: str, rng: random.Random) -> str:
+    """A year or count changed: a year by 3-40 years, a count scaled, in the value's own format."""
+    m = re.search(r"\d[\d,]*(?:\.\d+)?", value)
+    number = float(m.group(0).replace(",", ""))
+    if re.fullmatch(r"1\d{3}|20\d{2}", m.group(0)):
+        new = f"{int(number) + rng.choice([-1, 1]) * rng.randint(3, 40)}"
+    else:
+        scaled = number * rng.choice([0.25, 0.5, 2, 3, 4, 10])
+        new = f"{scaled:,.1f}".rstrip("0").rstrip(".") if "." in m.group(0) else f"{round(scaled):,}"
+        new = new if "," in m.group(0) else new.replace(",", "")
+    return value[:m.start()] + new + value[m.end():]
+
+
 def _distractors(rel: Relation, pool: list[Relation], rng: random.Random, n: int) -> list[str]:
-    """n values of the same relation from other articles (same topic first), none a gold answer or in the evidence."""
+    """n values of the same relation from other articles (same topic first), none a gold answer or in the evidence;
+    for a year or count, the value shifted."""
     golds = {a.lower() for a in rel.answers}
+    if rel.kind in ("span:year", "span:count"):
+        values: list[str] = []
+        for _ in range(10 * n):
+            value = _shifted(rel.answers[0], rng)
+            if value.lower() not in golds and value not in values and value.lower() not in rel.evidence.lower():
+                values.append(value)
+            if len(values) == n:
+                break
+        return values
     same = [r for r in pool if r.topic == rel.topic and r.title != rel.title]
     rest = [r for r in pool if r.topic != rel.topic]
     values: list[str] = []
@@ -366,12 +511,15 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
     others = _distractors(rel, pool, rng, 1)
     if not others:
         return []
-    template = rng.choice(phrasings(split, "claim", _base(rel.kind)))
-    restate = split == "train" and rng.random() < 0.5
+    span = _base(rel.kind) == "span"  # no template: the sentence's clause is the claim
+    template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
+    restate = span or (split == "train" and rng.random() < 0.5)
     items = []
     for true in truths:
         value = rel.answers[0] if true else others[0]
-        claim = (restate and sentence_claim(rel, value)) or _fill(template, rel, value)
+        claim = (restate and sentence_claim(rel, value)) or (template and _fill(template, rel, value))
+        if not claim:
+            return []
         label = "true" if true else "false"
         said = claim_value(claim, value)
         items.append({**_base_item(rel, "claim"), "task_type": FACT_VERIFICATION, "claim": claim, "input": claim,
@@ -385,19 +533,20 @@ def make_item(shape: str, rel: Relation, pool: list[Relation], rng: random.Rando
     open, claim (true or false at random) or choice; None when the relation has too few values elsewhere for
     distractors."""
     item = _base_item(rel, shape)
+    forms = rel.extra.get("questions")  # a span fact's own questions, else a template of the split
+    question = rng.choice(forms) if forms else None
     if shape == "open":
-        return {**item, "instruction": _fill(rng.choice(phrasings(split, shape, _base(rel.kind))), rel),
+        return {**item, "instruction": question or _fill(rng.choice(phrasings(split, shape, _base(rel.kind))), rel),
                 "output": rel.answers[0]}
     if shape == "claim":
         claims = make_claims(rel, pool, rng, split, (rng.random() < 0.5,))
         return claims[0] if claims else None
-    templates = phrasings(split, shape, _base(rel.kind))
     others = _distractors(rel, pool, rng, 3)
     if len(others) < 3:
         return None
     choices = others + [rel.answers[0]]
     rng.shuffle(choices)
-    stem = _fill(rng.choice(templates), rel)
+    stem = question or _fill(rng.choice(phrasings(split, shape, _base(rel.kind))), rel)
     return {**item, "task_type": MULTIPLE_CHOICE, "instruction": MULTIPLE_CHOICE_INSTRUCTION,
             "input": stem + "\n" + format_choices(dict(zip(LABELS, choices))), "stem": stem,
             "choices": {"text": choices, "label": list(LABELS)}, "answerKey": LABELS[choices.index(rel.answers[0])],
@@ -418,8 +567,10 @@ MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_
        "creator": 1}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
 
 
-def sample_relations(relations: list[Relation], rng: random.Random) -> list[Relation]:
-    """At most one fact per article, drawn round by round in the MIX proportions until every kind is used up."""
+def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0) -> list[Relation]:
+    """At most one fact per article, drawn round by round in the MIX proportions (and `spans_per_round` span
+    facts) until every kind is used up."""
+    mix = {**MIX, "span": spans_per_round} if spans_per_round else MIX
     by_kind: dict[str, list[Relation]] = defaultdict(list)
     for r in relations:
         by_kind[_base(r.kind)].append(r)
@@ -427,7 +578,7 @@ def sample_relations(relations: list[Relation], rng: random.Random) -> list[Rela
         rng.shuffle(facts)
     picked, used = [], set()
     while any(by_kind.values()):
-        for kind, count in MIX.items():
+        for kind, count in mix.items():
             taken = 0
             while taken < count and by_kind[kind]:
                 rel = by_kind[kind].pop()
@@ -560,18 +711,21 @@ def article_topics(corpus_json: str | Path | None) -> dict[str, str]:
 
 def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50, n_docs: int = 3, seed: int = 0,
                     corpus_json: str | Path | None = None, passages: str | None = None,
-                    passages_embeddings: str | None = None, encoder: str | None = None, tokenizer=None) -> dict:
+                    passages_embeddings: str | None = None, encoder: str | None = None, tokenizer=None,
+                    span_facts_per_round: int = 0) -> dict:
     """Write train_long.jsonl, train_short.jsonl, {popqa,pubhealth,arc_c}_dev.jsonl and stats.json (+ the steps'
     files under work/). Dev items are retrieved by their question (static retrieval, top 5 stored), as in the
-    paper's evaluation files. Every step reruns from scratch (seconds once the corpus embeddings exist)."""
+    paper's evaluation files. Every step reruns from scratch (seconds once the corpus embeddings exist).
+    `span_facts_per_round` > 0 mixes span facts (`span_facts`) with the relations, that many per 13 relations,
+    into training and dev alike (0: off, the default; see the README for what 6 measured)."""
     out, work = Path(output_dir), Path(output_dir) / "work"
     work.mkdir(parents=True, exist_ok=True)
     for step in ("intent", "located"):
         (work / f"{step}.jsonl").unlink(missing_ok=True)
     retriever = demo_retriever(passages, passages_embeddings, encoder)
-    relations = extract_relations(retriever.store, article_topics(corpus_json))
+    relations = extract_relations(retriever.store, article_topics(corpus_json), spans=span_facts_per_round > 0)
     rng = random.Random(seed)
-    picked = sample_relations(relations, rng)
+    picked = sample_relations(relations, rng, span_facts_per_round)
     n_dev_articles = 4 * n_dev
     if len(picked) < n_dev_articles + 20:
         raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smart import defaults
@@ -96,7 +96,10 @@ def demo_setup(run: Path, data: Path) -> Setup:
         passages = data / f"psgs_w100_{max_articles}_articles.tsv"
         corpus = data / f"vital_articles_{max_articles}.json"
         embeddings = data / f"embeddings_{max_articles}_articles"
-    demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else ""))
+    span_facts = env("SPAN_FACTS", "0")  # measured: the relation facts alone score better on the dev sets
+    span_flag = ["--span_facts", span_facts] if span_facts != "0" else []
+    demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else "")
+                   + (f"_spans{span_facts}" if span_flag else ""))
     dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
@@ -120,13 +123,14 @@ def demo_setup(run: Path, data: Path) -> Setup:
                                    "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
         Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
                             "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
-                            "--n_train", n_train, "--n_dev", n_dev], [Path(f) for f in dev_files], ["embed"]),
+                            "--n_train", n_train, "--n_dev", n_dev, *span_flag], [Path(f) for f in dev_files], ["embed"]),
     ]
     settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
                 "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV (per task)": n_dev,
                 "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
                 "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                 "special tokens": "added" if special_tokens == "1" else "plain-text markers",
+                "span facts per 13 relations": span_facts,
                 "ndocs": "3", "decoding": "greedy"}
     eval_args = ["--backend", backend, "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "48"),
                  "--max_locator_tokens", env("MAX_LOCATOR_TOKENS", "160")]
@@ -257,6 +261,34 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
         raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
     core = [st for st in core_stages(s) if table != "table3" or st.name != "eval_baselines"]
     return s.data_stages + core + extra
+
+
+# ----------------------------------------------------------------------------------------------- hand-written
+HANDWRITTEN_DIR = Path("eval/handwritten")  # questions written by hand over the embedded corpus, not by templates
+HANDWRITTEN_BASELINES = ("no_retrieval", "vanilla_rag")
+
+
+def handwritten_stages(s: Setup) -> list[Stage]:
+    """The quickstart's SMART and baselines on the hand-written questions: top-3 passages retrieved for each (static,
+    as for the dev sets), then evaluated with the dev sets' flags. Needs the demo scale's data stages."""
+    if not s.data_stage:
+        raise InputError("the hand-written questions are over the embedded corpus: run them at demo scale")
+    data, out = s.run / "handwritten" / "data", s.run / "handwritten" / "eval"
+    retrieve = next(st for st in s.data_stages if st.name == "retrieve_samples")
+    flags = retrieve.cmd[retrieve.cmd.index("--model_name_or_path"):retrieve.cmd.index("--data")]
+    files = [HANDWRITTEN_DIR / f"{task}.jsonl" for task in DEV_TASKS]
+    hw = replace(s, eval_files=[str(data / f.name) for f in files])
+    stages = core_stages(s)[:2] + [
+        Stage("retrieve_handwritten", [PY, "multi_agent/passage_retrieval.py", *flags, "--data", f"{HANDWRITTEN_DIR}/*.jsonl",
+                                       "--output_dir", str(data), "--n_docs", "3"],
+              [data / f.name for f in files], ["embed"]),
+        Stage("eval_handwritten_smart", hw.evaluate(out, merged(s, "stage2"), ["smart"]), hw.metrics(out, ["smart"]),
+              ["stage2", "retrieve_handwritten"]),
+        Stage("eval_handwritten_baselines", hw.evaluate(out, s.baseline_model, list(HANDWRITTEN_BASELINES),
+                                                        s.baseline_args),
+              hw.metrics(out, HANDWRITTEN_BASELINES), ["retrieve_handwritten"]),
+    ]
+    return s.data_stages + stages
 
 
 # ----------------------------------------------------------------------------------------------- running

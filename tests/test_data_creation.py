@@ -336,6 +336,52 @@ def test_relations_read_off_passages():
         assert r.answers[0] in r.evidence  # the canonical answer is a span of the evidence (aliases may follow)
 
 
+def test_span_facts_ask_for_any_sentences_name_year_or_count():
+    import random
+
+    from smart import demo_data as D
+
+    text = ("Sofia is the capital and largest city of Bulgaria. It is situated in the Sofia Valley at the foot of the "
+            "Vitosha mountain, in the western part of the country. The city is built west of the Iskar river. "
+            "Its mayor was elected by Bulgarians. It had 1,200 residents in 1880.")
+    facts = D.span_facts("Sofia", "Geography", "5", text)
+    asked = {r.answers[0]: r.extra["question"] for r in facts}
+    assert asked == {"Bulgaria": "Sofia is the capital and largest city of what?",
+                     "Vitosha": "Sofia is situated in the Sofia Valley at the foot of which mountain?",
+                     "Iskar": "Sofia is built west of which river?",  # "The city" named by the title
+                     "1,200": "Sofia had how many residents in 1880?", "1880": "Sofia had 1,200 residents in what year?"}
+    for r in facts:  # a span of its evidence sentence, never given away by the question
+        assert r.answers[0] in r.evidence and r.answers[0] not in r.extra["question"] and r.passage_id == "5"
+        assert D.query_of(r).startswith("Sofia ") and r.kind in D.SPAN_KINDS
+    assert D.query_of(next(r for r in facts if r.answers[0] == "Vitosha")) == "Sofia mountain foot"
+    assert D.span_facts("Thriller", "", "1", "It was produced by Quincy Jones.")[0].extra["question"] == \
+        "Thriller was produced by whom?"
+    assert D.span_facts("Mozart", "", "1", "Mozart was a Classical composer.") == []  # an adjective, not a thing
+    assert D.span_facts("Uganda", "", "1", "Uganda borders the Democratic Republic of the Congo.") == []  # part of a name
+    year = next(r for r in facts if r.answers[0] == "1880")
+    shifted = D._distractors(year, [], random.Random(0), 3)
+    assert len(set(shifted)) == 3 and all(re.fullmatch(r"1[89]\d\d", y) and y != "1880" for y in shifted)
+    count = next(r for r in facts if r.answers[0] == "1,200")
+    assert all(re.fullmatch(r"\d{1,3}(?:,\d{3})*", c) and c != "1,200" for c in D._distractors(count, [], random.Random(0), 3))
+    river = next(r for r in facts if r.answers[0] == "Iskar")
+    pool = [river, D.Relation("Paris", "Geography", "span:name", ["Seine"], "Paris lies on the Seine.", "9")]
+    assert river.extra["questions"] == [asked["Iskar"], "Which river is Sofia built west of?"]  # as people ask
+    assert D.fronted_question("Thriller was produced by whom?", "Thriller (album)") == "Who produced Thriller?"
+    assert D.fronted_question("The Louvre was opened in what year?", "Louvre") == "When was the Louvre opened?"
+    assert D.fronted_question("Sofia is the capital and largest city of what?", "Sofia") is None  # "and": no
+    for split in ("train", "dev"):  # a span fact asks its own questions in either split
+        asked_now = {D.make_item("open", river, pool, random.Random(seed), split)["instruction"] for seed in range(8)}
+        assert asked_now == set(river.extra["questions"])
+    true, false = D.make_claims(river, pool, random.Random(0), "train", (True, False))
+    assert (true["claim"], false["claim"]) == ("Sofia is built west of the Iskar river.",
+                                               "Sofia is built west of the Seine river.")
+    assert false["output"] == "Seine vs Iskar: false"
+    lima = D.Relation("Lima", "Geography", "capital_of", ["Peru"], "Lima is the capital of Peru.", "3")
+    assert D.sample_relations(facts + [lima], random.Random(0)) == [lima]  # span facts only when asked for
+    mixed = D.sample_relations(facts + [lima], random.Random(0), spans_per_round=6)
+    assert lima in mixed and len(mixed) == 2 and mixed[1 - mixed.index(lima)] in facts  # one fact per article
+
+
 def test_demo_items_shapes_and_phrasings():
     import random
 

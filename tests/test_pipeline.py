@@ -14,6 +14,7 @@ import pytest
 
 from smart import paper, pipeline
 from smart.io import InputError
+from smart.tasks import load_examples
 
 
 @pytest.fixture
@@ -50,6 +51,27 @@ def test_tables_share_the_quickstart_stages(demo):
                                                           "smart_generator_only"]
     with pytest.raises(InputError, match="unknown table 'table5'"):
         pipeline.table_stages("table5", demo)
+
+
+def test_handwritten_questions_reuse_the_quickstart_and_get_their_own_passages(demo, tmp_path):
+    quickstart = keys(pipeline.quickstart_stages(demo))
+    stages = pipeline.handwritten_stages(demo)
+    handwritten = keys(stages)
+    assert list(handwritten) == ["prepare", "embed", "retrieve_samples", "demo_data", "stage1", "stage2",
+                                 "retrieve_handwritten", "eval_handwritten_smart", "eval_handwritten_baselines"]
+    assert all(handwritten[n] == quickstart[n] for n in handwritten if n in quickstart)  # the quickstart's cache
+    by_name = {s.name: s for s in stages}
+    retrieve = by_name["retrieve_handwritten"].cmd
+    assert retrieve[retrieve.index("--data") + 1] == "eval/handwritten/*.jsonl"
+    assert retrieve[retrieve.index("--passages") + 1] == by_name["demo_data"].cmd[by_name["demo_data"].cmd.index("--passages") + 1]
+    smart = by_name["eval_handwritten_smart"].cmd
+    files = smart[smart.index("--input_file") + 1:smart.index("--backend")]
+    assert files == [str(demo.run / "handwritten" / "data" / f"{t}.jsonl") for t in ("popqa", "pubhealth", "arc_c")]
+    assert smart[smart.index("--model_name") + 1] == str(demo.run / "stage2" / "merged")
+    baselines = by_name["eval_handwritten_baselines"].cmd
+    assert baselines[-3:] == ["--method", "no_retrieval", "vanilla_rag"] and "--dtype" in baselines
+    for task in ("popqa", "pubhealth", "arc_c"):  # the shipped questions load as the paper's files do
+        assert len(load_examples(task, Path("eval/handwritten") / f"{task}.jsonl", need_passages=False)) == 30
 
 
 def test_paper_scale_needs_its_files_and_caps_the_ablation_runs(tmp_path, monkeypatch):
