@@ -573,7 +573,8 @@ def sample_relations(relations: list[Relation], rng: random.Random, spans_per_ro
     mix = {**MIX, "span": spans_per_round} if spans_per_round else MIX
     by_kind: dict[str, list[Relation]] = defaultdict(list)
     for r in relations:
-        by_kind[_base(r.kind)].append(r)
+        if _base(r.kind) in mix:
+            by_kind[_base(r.kind)].append(r)
     for facts in by_kind.values():
         rng.shuffle(facts)
     picked, used = [], set()
