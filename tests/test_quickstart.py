@@ -16,11 +16,11 @@ from smart import paper
 REPO = Path(__file__).resolve().parent.parent
 
 
-def run_quickstart(run_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """The quickstart (no args) or `scripts/paper_tables.py *args`, at the smallest size."""
+def run_quickstart(run_dir: Path, *args: str, script: str | None = None) -> subprocess.CompletedProcess:
+    """The quickstart (no args), `scripts/paper_tables.py *args` or another script, at the smallest size."""
     env = {**os.environ, "RUN_DIR": str(run_dir), "MAX_ARTICLES": "150", "N_TRAIN": "8", "N_DEV": "3",
            "MAX_STEPS": "2", "NO_VLLM": "1", "PRECISION": "no", "MAX_NEW_TOKENS": "16", "MAX_LOCATOR_TOKENS": "48", "PYTHONUNBUFFERED": "1"}
-    script = "scripts/paper_tables.py" if args else "scripts/quickstart.py"
+    script = script or ("scripts/paper_tables.py" if args else "scripts/quickstart.py")
     cmd = [sys.executable, script, *args]
     process = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                start_new_session=True)
@@ -109,3 +109,20 @@ def test_paper_tables_on_the_quickstart_run(run_dir, embedded_llm_dir):
     assert "/ 72.90 (" in text4 and "/ 9.80 (" in text4 and "ARC-C" not in text4  # the paper's Table 4 has no ARC-C
     table2 = run_quickstart(run_dir, "table2", "--paper_version", "preprint")
     assert table2.returncode == 0 and table2.stdout.count(": cached") >= 8 and "/ 47.66 (" in table2.stdout
+
+
+@pytest.mark.slow
+def test_handwritten_questions_on_the_quickstart_run(run_dir, embedded_llm_dir):
+    """The hand-written questions get their own top-3 passages and run through the quickstart's models."""
+    if not (run_dir / "report.md").exists():
+        assert run_quickstart(run_dir).returncode == 0
+    done = run_quickstart(run_dir, script="scripts/eval_handwritten.py")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "stage2: cached" in done.stdout and "retrieve_handwritten: done" in done.stdout
+    out = run_dir / "handwritten"
+    for task in ("popqa", "pubhealth", "arc_c"):
+        assert all(len(r["ctxs"]) == 3 for r in rows_of(out / "data" / f"{task}.jsonl"))
+        for method in ("smart", "no_retrieval", "vanilla_rag"):
+            assert json.loads((out / "eval" / f"{task}_{method}.metrics.json").read_text())["n"] == 30
+    table = (out / "results_table.md").read_text()
+    assert table in done.stdout and table.count("\n") == 2 + 3 and "PubHealth" in table
