@@ -4,8 +4,8 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"); and, from any sentence of any passage, span facts: a name, year or count the
-sentence states, asked for in the sentence's own words ("Sofia is built west of which river?", also "Which river
+1911") and creators ("directed by N"); and, when asked for (`span_facts_per_round`), from any sentence of any
+passage, span facts: a name, year or count the sentence states, asked for in the sentence's own words ("Sofia is built west of which river?", also "Which river
 is Sofia built west of?"), so that questions reach past an article's lead and the relation patterns. Every gold
 answer is a span of the sentence it came from (the evidence), which lies whole inside one passage. From one fact
 come:
@@ -199,7 +199,7 @@ _SPAN_YEAR = re.compile(r"\b(?:in|since|from|until|by|of) (?:(?:\d{1,2} )?[A-Z][
                         r"(?![–-]\d| [A-Z])")
 _SPAN_COUNT = re.compile(r"\b(?P<value>(?:(?:about|approximately|around|over|more than|nearly|almost) )?\d[\d,]*(?:\.\d+)?"
                          r"(?: (?:million|billion|thousand))?) (?P<unit>[a-z]{3,}s)\b")
-_SPAN_NAME = re.compile(r"(?<=[a-z,] )(?P<the>the )?(?P<value>" + _NAME + r")(?P<noun> [a-z]{3,})?")
+_SPAN_NAME = re.compile(r"(?<=[a-z,] )(?P<value>" + _NAME + r")")
 _STOP = set("a an the of in on at by to for from with and or is was are were be been its his her their it this that "
             "which what who whom how many what year as into than also".split())
 SPAN_KINDS = ("span:name", "span:year", "span:count")
@@ -278,8 +278,8 @@ def fronted_question(question: str, title: str) -> str | None:
 
 def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relation]:
     """Facts of any sentence of a passage, not only the patterns' relations: a name, a year or a count the
-    sentence states, asked for in the sentence's words (`extra["question"]`, see `span_question`), and where the
-    clause allows also with the question word first (`extra["questions"]` holds both)."""
+    sentence states, asked for in the sentence's words (`extra["questions"][0]`, see `span_question`) and, where
+    the clause allows, also with the question word first (`extra["questions"][1]`)."""
     out = []
     name = display_title(title).lower()
     for sentence in sentences(normalize_space(text)):
@@ -298,8 +298,7 @@ def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relat
                 continue
             if question := span_question(title, sentence, start, end, kind):
                 forms = [question] + ([fronted] if (fronted := fronted_question(question, title)) else [])
-                out.append(Relation(title, topic, kind, [value], sentence, passage_id,
-                                    extra={"question": question, "questions": forms}))
+                out.append(Relation(title, topic, kind, [value], sentence, passage_id, extra={"questions": forms}))
     return out
 
 
@@ -403,7 +402,7 @@ def query_of(rel: Relation) -> str:
     span fact, the question's two content words nearest its question word: "Sofia mountain foot")."""
     title = display_title(rel.title)
     if _base(rel.kind) == "span":
-        question = re.sub(r"[^\w\s'-]", " ", rel.extra["question"])
+        question = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0])
         before, _, after = re.split(r"\b(what year|how many|which|whom|what)\b", question, maxsplit=1)
         near = after.split() + before.split()[::-1]
         words = [w for w in near if w.lower() not in _STOP and w.lower() not in title.lower()][:2]

@@ -345,16 +345,16 @@ def test_span_facts_ask_for_any_sentences_name_year_or_count():
             "Vitosha mountain, in the western part of the country. The city is built west of the Iskar river. "
             "Its mayor was elected by Bulgarians. It had 1,200 residents in 1880.")
     facts = D.span_facts("Sofia", "Geography", "5", text)
-    asked = {r.answers[0]: r.extra["question"] for r in facts}
+    asked = {r.answers[0]: r.extra["questions"][0] for r in facts}
     assert asked == {"Bulgaria": "Sofia is the capital and largest city of what?",
                      "Vitosha": "Sofia is situated in the Sofia Valley at the foot of which mountain?",
                      "Iskar": "Sofia is built west of which river?",  # "The city" named by the title
                      "1,200": "Sofia had how many residents in 1880?", "1880": "Sofia had 1,200 residents in what year?"}
     for r in facts:  # a span of its evidence sentence, never given away by the question
-        assert r.answers[0] in r.evidence and r.answers[0] not in r.extra["question"] and r.passage_id == "5"
+        assert r.answers[0] in r.evidence and r.answers[0] not in r.extra["questions"][0] and r.passage_id == "5"
         assert D.query_of(r).startswith("Sofia ") and r.kind in D.SPAN_KINDS
     assert D.query_of(next(r for r in facts if r.answers[0] == "Vitosha")) == "Sofia mountain foot"
-    assert D.span_facts("Thriller", "", "1", "It was produced by Quincy Jones.")[0].extra["question"] == \
+    assert D.span_facts("Thriller", "", "1", "It was produced by Quincy Jones.")[0].extra["questions"][0] == \
         "Thriller was produced by whom?"
     assert D.span_facts("Mozart", "", "1", "Mozart was a Classical composer.") == []  # an adjective, not a thing
     assert D.span_facts("Uganda", "", "1", "Uganda borders the Democratic Republic of the Congo.") == []  # part of a name
