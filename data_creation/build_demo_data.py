@@ -18,7 +18,7 @@ import logging
 
 from smart import defaults
 from smart.combine import load_tokenizer
-from smart.demo_data import build_demo_data
+from smart.demo_data import SPAN_FACTS_PER_ROUND, build_demo_data
 from smart.io import InputError
 from smart.teacher import cli_errors
 
@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> None:
                    help="glob of the TSV's embedding shards (default: computed and cached on first use)")
     p.add_argument("--model_name_or_path", default=defaults.EMBEDDED, help="query encoder (the one that made the embeddings)")
     p.add_argument("--tokenizer", default="embedded", help="tokenizer for the length stats ('none' to skip)")
-    p.add_argument("--span_facts", type=int, default=0,
+    p.add_argument("--span_facts", type=int, default=SPAN_FACTS_PER_ROUND,
                    help="span facts (a name, year or count of any sentence, asked in its words) drawn per 13 relation "
-                        "facts, in training and dev alike; 0 = off (default)")
+                        "facts, in training and dev alike; 0 = relations only")
     args = p.parse_args(argv)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     with cli_errors():

@@ -13,8 +13,8 @@
 #                    of each step)
 #   USE_SPECIAL_TOKENS  0 (default: the trajectory markers stay plain text, measured better at this scale) or 1 (add
 #                    them as nine new tokens, as the paper does)
-#   SPAN_FACTS       0 (default) or N: also questions on any sentence's names, years and counts, N per 13 relation
-#                    facts, in training and dev (measured with 6: fewer dev points, more on hand-written questions)
+#   SPAN_FACTS       questions on any sentence's names, years and counts, N per 13 relation facts, in training and
+#                    dev (default 6, about one fact in three; 0: relation facts only)
 #   PRECISION        bf16 (default where the CPU has bf16 matrix instructions: train under autocast, evaluate in
 #                    bfloat16) or no (float32 throughout)
 #   MAX_ARTICLES     use the passages of only this many articles (0 = the whole ~12k-passage corpus)

@@ -100,6 +100,12 @@ def _claim(row: dict) -> tuple[str, str, str, list[str]]:
     return FACT_VERIFICATION_INSTRUCTION, claim, gold, [gold]
 
 
+def choice_answer(label: str, text: str) -> str:
+    """A multiple-choice answer: the choice's text, then its label ("iron (B)"), so a model first copies a text
+    (from a fact or the choices) and then names its letter, and an answer always names a choice."""
+    return f"{text} ({label})"
+
+
 def _choices(row: dict) -> tuple[str, str, str, list[str]]:
     question, choices = row.get("question"), row.get("choices")
     if isinstance(question, dict):  # original ARC/OpenBookQA: {"stem", "choices": [{"text", "label"}]}
@@ -114,7 +120,7 @@ def _choices(row: dict) -> tuple[str, str, str, list[str]]:
     letters = {str(i): "ABCDE"[i - 1] for i in range(1, 6)}
     options = [(letters.get(str(c.get("label")), str(c.get("label"))), _text(c.get("text"))) for c in choices]
     key = letters.get(str(row.get("answerKey")), str(row.get("answerKey") or ""))
-    gold = [f"{label}: {text}" for label, text in options if label == key]
+    gold = [choice_answer(label, text) for label, text in options if label == key]
     if not gold:
         raise Rejected("empty_answer")
     return MULTIPLE_CHOICE_INSTRUCTION, question + "".join(f"\n{l}: {t}" for l, t in options), gold[0], [key]

@@ -4,8 +4,8 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"); and, when asked for (`span_facts_per_round`), from any sentence of any
-passage, span facts: a name, year or count the sentence states, asked for in the sentence's own words ("Sofia is built west of which river?", also "Which river
+1911") and creators ("directed by N"); and from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
+relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words ("Sofia is built west of which river?", also "Which river
 is Sofia built west of?"), so that questions reach past an article's lead and the relation patterns. Every gold
 answer is a span of the sentence it came from (the evidence), which lies whole inside one passage. From one fact
 come:
@@ -13,7 +13,8 @@ come:
 - claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
   a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
   training claims come in true/false pairs on the same fact and phrasing;
-- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere;
+- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere, answered
+  with the choice's text and then its label ("Kenya (D)", `choice_answer`);
 - compare (training only): two facts, two queries ("Were X and Y from the same country?").
 About MISS_SHARE of the training items get passages that do not hold the evidence (retrieved for the query, with the
 evidence's passages removed): the Fact Locator marks them all irrelevant and the generator answers without facts.
@@ -32,7 +33,7 @@ from pathlib import Path
 from smart import defaults
 from smart.combine import combine, trajectory_stats
 from smart.convert import (FACT_VERIFICATION, FACT_VERIFICATION_INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
-                           MULTIPLE_CHOICE_INSTRUCTION, OPEN_QA)
+                           MULTIPLE_CHOICE_INSTRUCTION, OPEN_QA, choice_answer)
 from smart.intent import run_intent
 from smart.io import InputError, iter_jsonl, write_json, write_jsonl
 from smart.locator import run_locate, sentences
@@ -42,6 +43,7 @@ from smart.trajectory import normalize_space
 log = logging.getLogger(__name__)
 
 MISS_SHARE = 0.2
+SPAN_FACTS_PER_ROUND = 6  # about one fact in three; measured against relations alone in the README
 DEV_TASKS = ("popqa", "pubhealth", "arc_c")
 LABELS = "ABCD"
 
@@ -546,10 +548,11 @@ def make_item(shape: str, rel: Relation, pool: list[Relation], rng: random.Rando
     choices = others + [rel.answers[0]]
     rng.shuffle(choices)
     stem = question or _fill(rng.choice(phrasings(split, shape, _base(rel.kind))), rel)
+    key = LABELS[choices.index(rel.answers[0])]
     return {**item, "task_type": MULTIPLE_CHOICE, "instruction": MULTIPLE_CHOICE_INSTRUCTION,
             "input": stem + "\n" + format_choices(dict(zip(LABELS, choices))), "stem": stem,
-            "choices": {"text": choices, "label": list(LABELS)}, "answerKey": LABELS[choices.index(rel.answers[0])],
-            "output": rel.answers[0]}
+            "choices": {"text": choices, "label": list(LABELS)}, "answerKey": key,
+            "output": choice_answer(key, rel.answers[0])}
 
 
 def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
@@ -712,12 +715,12 @@ def article_topics(corpus_json: str | Path | None) -> dict[str, str]:
 def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50, n_docs: int = 3, seed: int = 0,
                     corpus_json: str | Path | None = None, passages: str | None = None,
                     passages_embeddings: str | None = None, encoder: str | None = None, tokenizer=None,
-                    span_facts_per_round: int = 0) -> dict:
+                    span_facts_per_round: int = SPAN_FACTS_PER_ROUND) -> dict:
     """Write train_long.jsonl, train_short.jsonl, {popqa,pubhealth,arc_c}_dev.jsonl and stats.json (+ the steps'
     files under work/). Dev items are retrieved by their question (static retrieval, top 5 stored), as in the
     paper's evaluation files. Every step reruns from scratch (seconds once the corpus embeddings exist).
-    `span_facts_per_round` > 0 mixes span facts (`span_facts`) with the relations, that many per 13 relations,
-    into training and dev alike (0: off, the default; see the README for what 6 measured)."""
+    `span_facts_per_round` mixes span facts (`span_facts`) with the relations, that many per 13 relations, into
+    training and dev alike (0: relations only)."""
     out, work = Path(output_dir), Path(output_dir) / "work"
     work.mkdir(parents=True, exist_ok=True)
     for step in ("intent", "located"):

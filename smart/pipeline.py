@@ -23,7 +23,7 @@ from pathlib import Path
 
 from smart import defaults
 from smart.agents import INFERENCE_ABLATIONS
-from smart.demo_data import DEV_TASKS
+from smart.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
 from smart.io import InputError, write_json
 
 PY = sys.executable
@@ -96,10 +96,9 @@ def demo_setup(run: Path, data: Path) -> Setup:
         passages = data / f"psgs_w100_{max_articles}_articles.tsv"
         corpus = data / f"vital_articles_{max_articles}.json"
         embeddings = data / f"embeddings_{max_articles}_articles"
-    span_facts = env("SPAN_FACTS", "0")  # measured: the relation facts alone score better on the dev sets
-    span_flag = ["--span_facts", span_facts] if span_facts != "0" else []
+    span_facts = env("SPAN_FACTS", str(SPAN_FACTS_PER_ROUND))
     demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else "")
-                   + (f"_spans{span_facts}" if span_flag else ""))
+                   + f"_spans{span_facts}")
     dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
@@ -123,7 +122,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
                                    "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
         Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
                             "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
-                            "--n_train", n_train, "--n_dev", n_dev, *span_flag], [Path(f) for f in dev_files], ["embed"]),
+                            "--n_train", n_train, "--n_dev", n_dev, "--span_facts", span_facts], [Path(f) for f in dev_files], ["embed"]),
     ]
     settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
                 "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV (per task)": n_dev,

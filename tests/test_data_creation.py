@@ -82,8 +82,8 @@ def test_converter_reads_each_shape(tmp_path, name):
                   "Paris is in France.", "true"),
         "pubhealth": (None, "Vitamin C cures colds.", "false"),
         "arc_c": ("Given four answer candidates, A, B, C and D, choose the best answer choice.",
-                  "Which is a metal?\nA: wood\nB: iron\nC: glass\nD: water", "B: iron"),
-        "openbookqa": (None, "Plants need\nA: salt\nB: light", "B: light"),
+                  "Which is a metal?\nA: wood\nB: iron\nC: glass\nD: water", "iron (B)"),
+        "openbookqa": (None, "Plants need\nA: salt\nB: light", "light (B)"),
         "qrecc": (None, "Who is Ada Lovelace?\nA mathematician.\nWhat did she write?", "Notes on the Analytical Engine."),
         "wow": (None, "I like jazz.\nMe too, who is your favourite?", "Miles Davis, the trumpeter."),
         "alpaca": ("Name a primary colour.", "", "Red."),
@@ -94,7 +94,7 @@ def test_converter_reads_each_shape(tmp_path, name):
     if name == "fever":
         assert items[1]["output"] == "false" and rejected == {"unknown_label": [f"{path}:3"]}
     if name == "arc_c":
-        assert items[1]["input"] == "Sun rises in the\nA: east\nB: west" and items[1]["output"] == "A: east"
+        assert items[1]["input"] == "Sun rises in the\nA: east\nB: west" and items[1]["output"] == "east (A)"
     if name == "alpaca":
         assert rejected == {"empty_answer": [f"{path}:2"]}
 
@@ -397,6 +397,7 @@ def test_demo_items_shapes_and_phrasings():
     choice = D.make_item("choice", rels[0], pool, rng, "train")
     texts = choice["choices"]["text"]
     assert len(set(texts)) == 4 and texts[LABEL_INDEX[choice["answerKey"]]] == "German"
+    assert choice["output"] == f"German ({choice['answerKey']})"  # the text, then the label: always names a choice
     assert sorted(t for t in texts if t != "German") == ["French", "Italian", "Spanish"]  # never the gold again
     claims = [D.make_item("claim", rels[0], pool, random.Random(s), "train") for s in range(20)]
     assert {c["golds"][0] for c in claims} == {"true", "false"}

@@ -65,6 +65,15 @@ def test_accuracy_counts_unparseable_as_wrong():
     assert accuracy("(C)", "C", CHOICES) == (1.0, "C")
 
 
+def test_choice_answers_score_by_their_text_then_their_label():
+    from smart.convert import choice_answer
+
+    for label, text in CHOICES.items():  # the format trained answers take: the text, then the label
+        assert accuracy(choice_answer(label, text), label, CHOICES) == (1.0, label)
+    assert accuracy(choice_answer("C", "a text no choice has"), "C", CHOICES) == (1.0, "C")  # the label decides
+    assert accuracy(choice_answer("C", CHOICES["A"]), "C", CHOICES) == (0.0, "A")  # a choice's text wins over a label
+
+
 def test_str_em_is_fraction_of_qa_pairs_covered():
     pairs = [["Leonardo DiCaprio", "DiCaprio"], ["Louis Hayward"], ["Richard Chamberlain"]]
     assert str_em("DiCaprio starred in 1998; Louis Hayward in 1939.", pairs) == pytest.approx(2 / 3)
