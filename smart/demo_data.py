@@ -7,9 +7,8 @@ German physicist"), what a thing is ("X is a sport in which..."), where a place 
 1911") and creators ("directed by N"); and from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
 relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
 ("Sofia is built west of which river?", also "Which river is Sofia built west of?"), so that questions reach past
-an article's lead and the relation patterns. Every gold
-answer is a span of the sentence it came from (the evidence), which lies whole inside one passage. From one fact
-come:
+an article's lead and the relation patterns. Every gold answer is a span of the sentence it came from (the
+evidence), which lies whole inside one passage. From one fact come:
 - open: a PopQA-like question whose answer is the span ("What is X's occupation?");
 - claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
   a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
