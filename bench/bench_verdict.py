@@ -3,8 +3,8 @@ demo's PubHealth-like claims, each trained the same way and scored on held-out d
 phrasing, the evidence sentence given as the located fact):
   label          the verdict alone ("false"), as the paper's PubHealth answers
   fact_value     the fact's value, then the verdict ("mathematician: false")
-  claim_vs_fact  the claim's span, the fact's, then the verdict ("samurai vs mathematician: false"): the demo's form,
-                 smart.demo_data.verdict_answer
+  claim_vs_fact  the claim's span, the fact's, then the verdict ("Claim: samurai | Fact: mathematician |
+                 Verdict: false"): the demo's form, smart.demo_data.verdict_answer
 
 Each variant: LoRA (rank 16, lr 1e-3 linear, batch 4, one epoch) on the generator step of `--pairs` true/false claim
 pairs from the embedded corpus, then greedy decoding with transformers. Prints accuracy, how often each answered

@@ -489,9 +489,11 @@ def _base_item(rel: Relation, shape: str) -> dict:
 
 def verdict_answer(claim_value: str, fact_value: str, label: str) -> str:
     """A claim's answer when a fact was located: what the claim says, what the fact says, then the verdict
-    ("samurai vs mathematician: false"). Both spans are copied (from the claim, from the fact), so the verdict
-    compares two spans next to it instead of searching the claim against the fact; see bench/bench_verdict.py."""
-    return f"{claim_value} vs {fact_value}: {label}"
+    ("Claim: samurai | Fact: mathematician | Verdict: false"). Both spans are copied (from the claim, from the
+    fact), so the verdict compares two spans next to it instead of searching the claim against the fact (see
+    bench/bench_verdict.py); the fixed words commit the answer to a verdict from its first token, where a bare span
+    first let the generator stop after it as if answering a question."""
+    return f"Claim: {claim_value} | Fact: {fact_value} | Verdict: {label}"
 
 
 def claim_value(claim: str, value: str) -> str:

@@ -375,7 +375,7 @@ def test_span_facts_ask_for_any_sentences_name_year_or_count():
     true, false = D.make_claims(river, pool, random.Random(0), "train", (True, False))
     assert (true["claim"], false["claim"]) == ("Sofia is built west of the Iskar river.",
                                                "Sofia is built west of the Seine river.")
-    assert false["output"] == "Seine vs Iskar: false"
+    assert false["output"] == "Claim: Seine | Fact: Iskar | Verdict: false"
     lima = D.Relation("Lima", "Geography", "capital_of", ["Peru"], "Lima is the capital of Peru.", "3")
     assert D.sample_relations(facts + [lima], random.Random(0)) == [lima]  # span facts only when asked for
     mixed = D.sample_relations(facts + [lima], random.Random(0), spans_per_round=6)
@@ -405,7 +405,7 @@ def test_demo_items_shapes_and_phrasings():
         assert ("German" in c["claim"] or "Germany" in c["claim"]) == (c["golds"] == ["true"])
         said = c["claim_value"]  # the claim's span, the fact's span, then the verdict
         assert said in c["claim"] and (said in ("German", "Germany")) == (c["golds"] == ["true"])
-        assert c["fact_value"] == "German" and c["output"] == f"{said} vs German: {c['golds'][0]}"
+        assert c["fact_value"] == "German" and c["output"] == f"Claim: {said} | Fact: German | Verdict: {c['golds'][0]}"
     # the evidence's own clause, the value swapped (and its article fixed): exactly one fact changed
     person = D.Relation("Alan Turing", "People", "nationality", ["English", "England"],
                         "Alan Turing (1912-1954) was an English mathematician, who founded computer science.", "1")
