@@ -478,8 +478,8 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
     assert claims
     for r in claims:  # with a located fact the verdict follows the fact's value; a miss answers the label alone
         answer = T.parse_answer(r["output"].split(T.GENERATOR)[1])[0]
-        assert re.fullmatch(r"[^\n]+ vs [^\n]+: (?:true|false)" if T.RELEVANT in r["output"] else "true|false",
-                            answer), answer
+        reasoned = r"Claim: [^\n]+ \| Fact: [^\n]+ \| Verdict: (?:true|false)"
+        assert re.fullmatch(reasoned if T.RELEVANT in r["output"] else "true|false", answer), answer
     dev_questions = set()
     for task in DEV_TASKS:  # the paper's file shapes, read by the eval runner's own loader
         examples = load_examples(task, tmp_path / "demo" / f"{task}_dev.jsonl", ndocs=3)
