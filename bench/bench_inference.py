@@ -7,17 +7,19 @@ loop (transformers), and vLLM vs transformers on the stage-batched pipeline (whe
 Every stage runs to its token limit unless the model writes the stop string, so an untrained model measures the
 worst case. The per-question loop runs on the first --n_loop questions only (it is the slow baseline); rates are
 per question, so they compare. vLLM's start-up time is printed apart and left out of its rate. On a small CPU
-machine, where the backend binds vLLM's threads to every core, vLLM runs again with its own binding (one core kept
-for its scheduler) for the ratio of the two.
+machine (2-4 cores), where the backend runs vLLM in its own process with threads on every core, vLLM also runs with
+separate engine processes (start-up ratio) and with all of vLLM's own defaults (separate processes, one core kept for
+its scheduler; rate ratio). Each vLLM run has a fresh process: vLLM caches its environment once an engine is up.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
 
 from smart import agents, defaults
-from smart.backends import load_backend, vllm_available
+from smart.backends import SMALL_CPU_CORES, load_backend, vllm_available
 from smart.tasks import Example, load_examples
 from smart.trajectory import Passage
 
@@ -78,22 +80,40 @@ def main() -> None:
     if args.skip_vllm or not vllm_available():
         print("vLLM: skipped (" + ("--skip_vllm" if args.skip_vllm else "not installed") + ")")
         return
-    start = time.perf_counter()
-    vllm = load_backend("vllm", args.model_name)
-    print(f"vLLM start-up: {time.perf_counter() - start:.1f} s")
-    fast = rate(vllm, examples, limits, batched=True)
+    fast_start, fast = vllm_run(args.model_name, examples, limits, {})
+    print(f"vLLM start-up: {fast_start:.1f} s")
     print(f"vLLM, stage-batched            ({len(examples)} q): {fast:8.2f} questions/s")
     print(f"  vLLM / transformers (stage-batched): {fast / batched:.2f}x;  vLLM batched / transformers loop: {fast / loop:.2f}x")
-    vllm.close()
-    bound = os.environ.get("VLLM_CPU_OMP_THREADS_BIND", "auto")
-    if bound != "auto":  # the backend bound vLLM-CPU's threads to every core of this small machine
-        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = "auto"  # vLLM's own binding: one core kept for its scheduler
-        reserved = load_backend("vllm", args.model_name)
-        slow = rate(reserved, examples, limits, batched=True)
-        print(f"vLLM, its own CPU binding      ({len(examples)} q): {slow:8.2f} questions/s")
-        print(f"  threads on cores {bound} / vLLM's own binding: {fast / slow:.2f}x")
-        reserved.close()
+    if not 1 < len(os.sched_getaffinity(0)) <= SMALL_CPU_CORES:
+        return
+    # the backend's small-machine setup (setup_vllm_for_small_cpu) against vLLM's own defaults
+    spawned_start, spawned = vllm_run(args.model_name, examples, limits, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    print(f"vLLM, separate engine processes: start-up {spawned_start:.1f} s, {spawned:8.2f} questions/s")
+    print(f"  start-up, separate processes / in this process: {spawned_start / fast_start:.2f}x")
+    own_start, own = vllm_run(args.model_name, examples, limits,
+                              {"VLLM_ENABLE_V1_MULTIPROCESSING": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"})
+    print(f"vLLM, its own defaults (one core for its scheduler): start-up {own_start:.1f} s, {own:8.2f} questions/s")
+    print(f"  threads on every core / vLLM's own binding: {fast / own:.2f}x")
 
+
+def _vllm_child(model: str, examples: list[Example], limits: agents.Limits, env: dict[str, str], results) -> None:
+    os.environ.update(env)
+    start = time.perf_counter()
+    backend = load_backend("vllm", model)
+    startup = time.perf_counter() - start
+    results.put((startup, rate(backend, examples, limits, batched=True)))
+    backend.close()
+
+
+def vllm_run(model: str, examples: list[Example], limits: agents.Limits, env: dict[str, str]) -> tuple[float, float]:
+    """(start-up seconds, questions/s) of vLLM in a fresh process with `env` set first."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    child = context.Process(target=_vllm_child, args=(model, examples, limits, env, results))
+    child.start()
+    result = results.get()
+    child.join()
+    return result
 
 if __name__ == "__main__":
     main()

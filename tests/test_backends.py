@@ -256,20 +256,31 @@ def test_vllm_greedy_matches_transformers(vllm_outputs, embedded_llm_dir):
     assert "Paris" in vllm_outputs["chat"][0]
 
 
-@pytest.mark.parametrize("cores, preset, bound", [
-    ({0, 1}, None, "0,1"),              # 2 cores: vLLM would reserve one of them for its scheduler
-    ({2, 3, 5, 7}, None, "2,3,5,7"),    # the cores this process may run on, not 0..n-1
-    (set(range(16)), None, None),       # a large machine keeps vLLM's own binding (one core reserved)
-    ({0}, None, None),                  # one core: nothing to bind
-    ({0, 1}, "nobind", "nobind"),       # the user's choice wins
+@pytest.mark.parametrize("cores, preset, bound, in_process", [
+    ({0, 1}, None, "0,1", "0"),              # 2 cores: vLLM would reserve one of them for its scheduler
+    ({2, 3, 5, 7}, None, "2,3,5,7", "0"),    # the cores this process may run on, not 0..n-1
+    (set(range(16)), None, None, None),      # a large machine keeps vLLM's own binding and processes
+    ({0}, None, None, None),                 # one core: nothing to bind
+    ({0, 1}, "nobind", "nobind", "0"),       # the user's binding wins
 ])
-def test_vllm_cpu_threads_use_every_core_of_a_small_machine(monkeypatch, cores, preset, bound):
-    from smart.backends import bind_vllm_cpu_threads
+def test_vllm_cpu_runs_in_process_on_every_core_of_a_small_machine(monkeypatch, cores, preset, bound, in_process):
+    from smart.backends import setup_vllm_for_small_cpu
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
     if preset is None:
         monkeypatch.delenv("VLLM_CPU_OMP_THREADS_BIND", raising=False)
     else:
         monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", preset)
-    bind_vllm_cpu_threads()
+    setup_vllm_for_small_cpu()
     assert os.environ.get("VLLM_CPU_OMP_THREADS_BIND") == bound
+    assert os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == in_process
+
+
+def test_vllm_multiprocessing_chosen_by_the_user_is_kept(monkeypatch):
+    from smart.backends import setup_vllm_for_small_cpu
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    setup_vllm_for_small_cpu()
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
