@@ -2,7 +2,7 @@
 # The main job on the embedded defaults: prepare -> embed -> index/retrieve -> demo trajectories -> stage 1 (short)
 # -> stage 2 (long) -> evaluate SMART vs baselines -> report. Every stage is cached; rerun to resume.
 #
-# Sizes (environment variables; on 2 CPU cores with bf16 matrix instructions the defaults take 25-28 minutes once
+# Sizes (environment variables; on 2 CPU cores with bf16 matrix instructions the defaults take 25-29 minutes once
 # .venv exists, 21 once data/ holds the corpus embeddings; on 2 cores without them, in float32, about 48; QUICK=1 is
 # the short path):
 #   QUICK=1          small preset (N_TRAIN=64 N_DEV=20 MAX_ARTICLES=2000 LR_SCHEDULER=constant)
