@@ -157,6 +157,47 @@ def _head(phrase: str, max_words: int = 4) -> str:
     return " ".join(words)
 
 
+def _person(definition: str, topic: str) -> re.Match | None:
+    """"Polish physicist and chemist who..." of a person: the match with the nationality and jobs, else None."""
+    p = _PERSON.match(definition)
+    return p if p and p["nat"] in DEMONYMS and topic in ("People", "") else None
+
+
+def subject_fact(title: str, topic: str, passage_id: str, text: str) -> Relation | None:
+    """An article's definition (its lead passage's first sentence) asked the other way round, its subject the
+    answer: "The shoebill is a large long-legged wading bird." -> "What do you call a large long-legged wading
+    bird?" (golds "shoebill" and the title), "Who was a Dutch humanist, diplomat, lawyer...?". Kind "subject";
+    `extra["head"]` is the definition's head noun, by which choice questions take distractors of the same kind;
+    `extra["definition"]` ("is a large long-legged wading bird") makes its claims.
+    None when the sentence's subject is not the article's, or the definition is too short to point at one thing
+    or too long to read as a question."""
+    first = sentences(normalize_space(text))[:1]
+    if not first or not (m := _DEFINITION.search(first[0])):
+        return None
+    names = [re.sub(r"^(?:[Tt]he|An?) ", "", n.strip()) for n in m["subject"].split(" or ")]  # "Allotropy or allotropism"
+    subject, name = names[0], display_title(title)
+    if name.split()[-1].lower() not in subject.lower() and subject.lower() not in name.lower():
+        return None  # "In astronomy, photometry is ...", "Marina or Malintzin was ..." (La Malinche)
+    words = m["what"].split()
+    if len(words) > 20 or len(m["what"]) >= 150:  # long, or cut off by the pattern's limit
+        cut = _CLAUSE_END.search(m["what"], len(" ".join(words[:6])))
+        words = m["what"][:cut.start()].split() if cut else []
+    what = " ".join(words).rstrip(" ,")
+    if not (4 if m["art"] != "the" else 3) <= len(words) <= 20 or not re.search(r"[a-z]{3}$", what) \
+            or name.lower() in what.lower():
+        return None
+    article, verb = m["art"], m["verb"]
+    if _person(m["what"], topic):
+        questions = [f"Who {verb} {article} {what}?"]
+    else:
+        questions = [f"What {verb} {article} {what}?"] + ([f"What do you call {article} {what}?"]
+                                                         if verb in ("is", "are") and article != "the" else [])
+    head = _head(what).split(" of ")[0].split()  # "German composer" -> "composer", "unit of time" -> "unit"
+    return Relation(title, topic, "subject", list(dict.fromkeys([subject, *names[1:], name])), first[0], passage_id,
+                    verb, extra={"questions": questions, "head": head[-1] if head else "",
+                                "definition": f"{verb} {article} {what}"})
+
+
 def relations_of_passage(title: str, topic: str, passage_id: str, text: str, first: bool) -> list[Relation]:
     """The facts the patterns find in one passage (definitions only in an article's first sentence)."""
     out = []
@@ -173,7 +214,7 @@ def relations_of_passage(title: str, topic: str, passage_id: str, text: str, fir
 
         if first and i == 0 and (m := _DEFINITION.search(sentence)):
             verb, what = m["verb"], m["what"]
-            if (p := _PERSON.match(what)) and p["nat"] in DEMONYMS and topic in ("People", ""):
+            if p := _person(what, topic):
                 jobs = [_head(j) for j in re.split(r",\s*(?:and\s+)?|\s+and\s+", p["jobs"])]
                 add("occupation", [j for j in jobs if j], verb)
                 add("nationality", [p["nat"], DEMONYMS[p["nat"]]], verb)
@@ -305,8 +346,8 @@ def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relat
 
 
 def extract_relations(store, topics: dict[str, str] | None = None, spans: bool = False) -> list[Relation]:
-    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead), with
-    `spans` also its span facts."""
+    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead): the
+    relations, each article's definition asked for its subject, and with `spans` also the span facts."""
     topics = topics or {}
     out, seen_titles = [], set()
     for row in store:
@@ -314,6 +355,8 @@ def extract_relations(store, topics: dict[str, str] | None = None, spans: bool =
         seen_titles.add(row["title"])
         topic = topics.get(row["title"], "")
         out += relations_of_passage(row["title"], topic, str(row["id"]), row["text"], first)
+        if first and (fact := subject_fact(row["title"], topic, str(row["id"]), row["text"])):
+            out.append(fact)
         if spans:
             out += span_facts(row["title"], topic, str(row["id"]), row["text"])
     return out
@@ -403,6 +446,9 @@ def query_of(rel: Relation) -> str:
     """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun (for a
     span fact, the question's two content words nearest its question word: "Sofia mountain foot")."""
     title = display_title(rel.title)
+    if rel.kind == "subject":  # the answer is the title: search by the definition's content words
+        words = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0]).split()[2:]
+        return " ".join([w for w in words if w.lower() not in _STOP][:6])
     if _base(rel.kind) == "span":
         question = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0])
         before, _, after = re.split(r"\b(what year|how many|which|whom|what)\b", question, maxsplit=1)
@@ -459,10 +505,13 @@ def _distractors(rel: Relation, pool: list[Relation], rng: random.Random, n: int
             if len(values) == n:
                 break
         return values
-    same = [r for r in pool if r.topic == rel.topic and r.title != rel.title]
-    rest = [r for r in pool if r.topic != rel.topic]
+    head = rel.extra.get("head")
+    closeness = [[], [], []]  # other articles of the same head noun ("composer") first, then of the same topic
+    for r in pool:
+        if r.title != rel.title:
+            closeness[2 * bool(head and r.extra.get("head") == head) or int(r.topic == rel.topic)].append(r)
     values: list[str] = []
-    for other in rng.sample(same, len(same)) + rng.sample(rest, len(rest)):
+    for other in [r for group in closeness[::-1] for r in rng.sample(group, len(group))]:
         value = other.answers[0]
         if value.lower() not in golds and value.lower() not in rel.evidence.lower() and value not in values:
             values.append(value)
@@ -515,8 +564,11 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
     if not others:
         return []
     span = _base(rel.kind) == "span"  # no template: the sentence's clause is the claim
-    template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
-    restate = span or (split == "train" and rng.random() < 0.5)
+    if rel.kind == "subject":  # the definition said of its subject, or of another of its kind
+        template = "{v} " + rel.extra["definition"].replace("{", "{{").replace("}", "}}") + "."
+    else:
+        template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
+    restate = span or (split == "train" and rel.kind != "subject" and rng.random() < 0.5)
     items = []
     for true in truths:
         value = rel.answers[0] if true else others[0]
@@ -567,8 +619,8 @@ def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
             "golds": ["yes" if same else "no"]}
 
 
-MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
-       "creator": 1}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
+MIX = {"category": 1, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
+       "creator": 1, "subject": 3}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
 
 
 def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0) -> list[Relation]:
@@ -646,14 +698,16 @@ def dev_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rn
     """`n` items per dev task, each from its own article: popqa (open), pubhealth (claim), arc_c (choice)."""
     out: dict[str, list[dict]] = {task: [] for task in DEV_TASKS}
     shapes = dict(zip(DEV_TASKS, ("open", "claim", "choice")))
-    pending = iter(rels)
+    pending = list(rels)
     for task in reversed(DEV_TASKS):  # the choice task first: it can fail for want of distractors, open never does
+        unused = []  # facts this task cannot ask (no distractor; a subject fact makes no claim) stay for the next
         for rel in pending:
-            if len(out[task]) == n:
-                break
-            item = make_item(shapes[task], rel, pools[rel.kind], rng, "dev")
+            item = make_item(shapes[task], rel, pools[rel.kind], rng, "dev") if len(out[task]) < n else None
             if item:
                 out[task].append({**item, "id": f"dev_{task}_{len(out[task])}"})
+            else:
+                unused.append(rel)
+        pending = unused
     return out
 
 
