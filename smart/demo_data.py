@@ -4,8 +4,9 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"); and from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
-relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
+1911") and creators ("directed by N"); each article's definition asked the other way round, its subject the
+answer ("What do you call a large long-legged wading bird?": shoebill, `subject_fact`); and from any sentence of any
+passage (SPAN_FACTS_PER_ROUND of them per 13 relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
 ("Sofia is built west of which river?", also "Which river is Sofia built west of?"), so that questions reach past
 an article's lead and the relation patterns. Every gold answer is a span of the sentence it came from (the
 evidence), which lies whole inside one passage. From one fact come:
@@ -100,7 +101,7 @@ ACTIVE = {"written": "wrote", "directed": "directed", "composed": "composed", "p
 class Relation:
     """One fact of an article: `answers` (the first is the canonical one) are spans of `evidence`, a sentence of
     passage `passage_id`; `kind` names the relation (occupation, nationality, category, located, capital,
-    capital_of, year:<verb>, creator:<verb>)."""
+    capital_of, year:<verb>, creator:<verb>, subject, span:<name|year|count>)."""
 
     title: str
     topic: str
@@ -620,7 +621,7 @@ def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
 
 
 MIX = {"category": 1, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
-       "creator": 1, "subject": 3}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
+       "creator": 1, "subject": 3}  # relations drawn per round, so the commonest (definitions) do not crowd out the rest
 
 
 def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0) -> list[Relation]:
