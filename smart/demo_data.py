@@ -169,13 +169,15 @@ def subject_fact(title: str, topic: str, passage_id: str, text: str) -> Relation
     answer: "The shoebill is a large long-legged wading bird." -> "What do you call a large long-legged wading
     bird?" (golds "shoebill" and the title), "Who was a Dutch humanist, diplomat, lawyer...?". Kind "subject";
     `extra["head"]` is the definition's head noun, by which choice questions take distractors of the same kind;
-    `extra["definition"]` ("is a large long-legged wading bird") makes its claims.
+    `extra["definition"]` ("is a large long-legged wading bird") and `extra["lead"]` (the subject's article: "the ",
+    "{a} " for a/an, or "") make its claims in the sentence's own form ("The shoebill is a ...").
     None when the sentence's subject is not the article's, or the definition is too short to point at one thing
     or too long to read as a question."""
     first = sentences(normalize_space(text))[:1]
     if not first or not (m := _DEFINITION.search(first[0])):
         return None
     names = [re.sub(r"^(?:[Tt]he|An?) ", "", n.strip()) for n in m["subject"].split(" or ")]  # "Allotropy or allotropism"
+    lead = "the " if re.match(r"[Tt]he ", m["subject"]) else "{a} " if re.match(r"An? ", m["subject"]) else ""
     subject, name = names[0], display_title(title)
     if name.split()[-1].lower() not in subject.lower() and subject.lower() not in name.lower():
         return None  # "In astronomy, photometry is ...", "Marina or Malintzin was ..." (La Malinche)
@@ -187,16 +189,16 @@ def subject_fact(title: str, topic: str, passage_id: str, text: str) -> Relation
     if not (4 if m["art"] != "the" else 3) <= len(words) <= 20 or not re.search(r"[a-z]{3}$", what) \
             or name.lower() in what.lower():
         return None
-    article, verb = m["art"], m["verb"]
+    verb, art = m["verb"], m["art"]
     if _person(m["what"], topic):
-        questions = [f"Who {verb} {article} {what}?"]
+        questions = [f"Who {verb} {art} {what}?"]
     else:
-        questions = [f"What {verb} {article} {what}?"] + ([f"What do you call {article} {what}?"]
-                                                         if verb in ("is", "are") and article != "the" else [])
+        questions = [f"What {verb} {art} {what}?"] + ([f"What do you call {art} {what}?"]
+                                                     if verb in ("is", "are") and art != "the" else [])
     head = _head(what).split(" of ")[0].split()  # "German composer" -> "composer", "unit of time" -> "unit"
     return Relation(title, topic, "subject", list(dict.fromkeys([subject, *names[1:], name])), first[0], passage_id,
-                    verb, extra={"questions": questions, "head": head[-1] if head else "",
-                                "definition": f"{verb} {article} {what}"})
+                    verb, extra={"questions": questions, "head": head[-1] if head else "", "lead": lead,
+                                "definition": f"{verb} {art} {what}"})
 
 
 def relations_of_passage(title: str, topic: str, passage_id: str, text: str, first: bool) -> list[Relation]:
@@ -565,8 +567,8 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
     if not others:
         return []
     span = _base(rel.kind) == "span"  # no template: the sentence's clause is the claim
-    if rel.kind == "subject":  # the definition said of its subject, or of another of its kind
-        template = "{v} " + rel.extra["definition"].replace("{", "{{").replace("}", "}}") + "."
+    if rel.kind == "subject":  # the definition said of its subject, or of another of its kind ("The stork is...")
+        template = rel.extra["lead"] + "{v} " + rel.extra["definition"].replace("{", "{{").replace("}", "}}") + "."
     else:
         template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
     restate = span or (split == "train" and rel.kind != "subject" and rng.random() < 0.5)
@@ -620,14 +622,16 @@ def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
             "golds": ["yes" if same else "no"]}
 
 
-MIX = {"category": 1, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
-       "creator": 1, "subject": 3}  # relations drawn per round, so the commonest (definitions) do not crowd out the rest
+MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
+       "creator": 1}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
+TRAIN_MIX = {**MIX, "subject": 3}  # training also asks definitions for their subject; dev asks the paper's shapes
 
 
-def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0) -> list[Relation]:
-    """At most one fact per article, drawn round by round in the MIX proportions (and `spans_per_round` span
+def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0,
+                     mix: dict[str, int] = MIX) -> list[Relation]:
+    """At most one fact per article, drawn round by round in the `mix` proportions (and `spans_per_round` span
     facts) until every kind is used up."""
-    mix = {**MIX, "span": spans_per_round} if spans_per_round else MIX
+    mix = {**mix, "span": spans_per_round} if spans_per_round else mix
     by_kind: dict[str, list[Relation]] = defaultdict(list)
     for r in relations:
         if _base(r.kind) in mix:
@@ -699,16 +703,14 @@ def dev_items(rels: list[Relation], pools: dict[str, list[Relation]], n: int, rn
     """`n` items per dev task, each from its own article: popqa (open), pubhealth (claim), arc_c (choice)."""
     out: dict[str, list[dict]] = {task: [] for task in DEV_TASKS}
     shapes = dict(zip(DEV_TASKS, ("open", "claim", "choice")))
-    pending = list(rels)
+    pending = iter(rels)
     for task in reversed(DEV_TASKS):  # the choice task first: it can fail for want of distractors, open never does
-        unused = []  # facts this task cannot ask (no distractor; a subject fact makes no claim) stay for the next
         for rel in pending:
-            item = make_item(shapes[task], rel, pools[rel.kind], rng, "dev") if len(out[task]) < n else None
+            if len(out[task]) == n:
+                break
+            item = make_item(shapes[task], rel, pools[rel.kind], rng, "dev")
             if item:
                 out[task].append({**item, "id": f"dev_{task}_{len(out[task])}"})
-            else:
-                unused.append(rel)
-        pending = unused
     return out
 
 
@@ -790,7 +792,10 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     if len(picked) < n_dev_articles + 20:
         raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "
                          f"{n_dev_articles + 20} for --n_dev {n_dev}")
-    dev_rels, train_rels = picked[:n_dev_articles], picked[n_dev_articles:]
+    dev_rels = picked[:n_dev_articles]
+    dev_titles = {r.title for r in dev_rels}
+    train_rels = sample_relations([r for r in relations if r.title not in dev_titles], rng, span_facts_per_round,
+                                  TRAIN_MIX)
     pools = pools_of(relations)
     train = train_items(train_rels, pools, n_train, rng)
     dev = dev_items(dev_rels, pools, n_dev, random.Random(f"{seed}-dev"))  # unmoved by changes to the training mix

@@ -347,7 +347,7 @@ def test_definitions_are_asked_for_their_subject():
                                                          "The shoebill is a large long-legged wading bird.")
     assert bird.extra == {"questions": ["What is a large long-legged wading bird?",
                                         "What do you call a large long-legged wading bird?"], "head": "bird",
-                          "definition": "is a large long-legged wading bird"}
+                          "definition": "is a large long-legged wading bird", "lead": "the "}
     assert D.query_of(bird) == "large long-legged wading bird"  # the answer is the title: never searched by it
     person = D.subject_fact("Richard Wagner", "People", "2", "Wilhelm Richard Wagner was a German composer and "
                             "theatre director.")
@@ -368,9 +368,14 @@ def test_definitions_are_asked_for_their_subject():
     item = D.make_item("choice", bird, others + [bird], random.Random(0), "dev")
     assert item["choices"]["text"][D.LABELS.index(item["answerKey"])] == "shoebill"
     true, false = D.make_claims(bird, others + [bird], random.Random(0), "dev", (True, False))
-    assert true["claim"] == "Shoebill is a large long-legged wading bird."  # the definition, another of its kind
-    assert re.fullmatch(r"(Pelican|Heron|Stork) is a large long-legged wading bird\.", false["claim"])
-    assert false["output"] == f"Claim: {false['claim'].split()[0]} | Fact: shoebill | Verdict: false"
+    assert true["claim"] == "The shoebill is a large long-legged wading bird."  # the sentence's own form
+    assert true["output"] == "Claim: shoebill | Fact: shoebill | Verdict: true"  # the same span, the same spelling
+    assert re.fullmatch(r"The (pelican|heron|stork) is a large long-legged wading bird\.", false["claim"])
+    assert false["output"] == f"Claim: {false['claim'].split()[1]} | Fact: shoebill | Verdict: false"
+    steroid = D.subject_fact("Steroid", "Science", "3", "A steroid is an organic compound with four fused rings.")
+    alkaloid = D.subject_fact("Alkaloid", "Science", "5", "An alkaloid is an organic compound that contains nitrogen.")
+    assert D.make_claims(steroid, [alkaloid], random.Random(0), "dev", (False,))[0]["claim"] == \
+        "An alkaloid is an organic compound with four fused rings."  # its own article before the other name
 
 
 def test_span_facts_ask_for_any_sentences_name_year_or_count():
@@ -417,6 +422,9 @@ def test_span_facts_ask_for_any_sentences_name_year_or_count():
     assert D.sample_relations(facts + [lima], random.Random(0)) == [lima]  # span facts only when asked for
     mixed = D.sample_relations(facts + [lima], random.Random(0), spans_per_round=6)
     assert lima in mixed and len(mixed) == 2 and mixed[1 - mixed.index(lima)] in facts  # one fact per article
+    sofia = D.subject_fact("Sofia", "Geography", "5", "Sofia is the capital and largest city of Bulgaria.")
+    assert D.sample_relations([sofia, lima], random.Random(0)) == [lima]  # dev: the paper's shapes only
+    assert D.sample_relations([sofia, lima], random.Random(0), mix=D.TRAIN_MIX) == [lima, sofia]
 
 
 def test_demo_items_shapes_and_phrasings():
