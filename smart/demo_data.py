@@ -4,18 +4,20 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"); each article's definition asked the other way round, its subject the
-answer ("What do you call a large long-legged wading bird?": shoebill, `subject_fact`); and from any sentence of any
-passage (SPAN_FACTS_PER_ROUND of them per 13 relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
+1911") and creators ("directed by N"); from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
+relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
 ("Sofia is built west of which river?", also "Which river is Sofia built west of?"), so that questions reach past
-an article's lead and the relation patterns. Every gold answer is a span of the sentence it came from (the
-evidence), which lies whole inside one passage. From one fact come:
+an article's lead and the relation patterns; and, for training only (TRAIN_MIX), each article's definition asked
+the other way round, its subject the answer ("What do you call a large long-legged wading bird?": shoebill,
+`subject_fact`). Every gold answer is a span of the sentence it came from (the evidence), which lies whole inside
+one passage. From one fact come:
 - open: a PopQA-like question whose answer is the span ("What is X's occupation?");
 - claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
   a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
   training claims come in true/false pairs on the same fact and phrasing;
-- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere, answered
-  with the choice's text and then its label ("Kenya (D)", `choice_answer`);
+- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere (of the
+  same head noun first for a subject fact: a bird among birds), answered with the choice's text and then its label
+  ("Kenya (D)", `choice_answer`);
 - compare (training only): two facts, two queries ("Were X and Y from the same country?").
 About MISS_SHARE of the training items get passages that do not hold the evidence (retrieved for the query, with the
 evidence's passages removed): the Fact Locator marks them all irrelevant and the generator answers without facts.
@@ -176,7 +178,8 @@ def subject_fact(title: str, topic: str, passage_id: str, text: str) -> Relation
     first = sentences(normalize_space(text))[:1]
     if not first or not (m := _DEFINITION.search(first[0])):
         return None
-    names = [re.sub(r"^(?:[Tt]he|An?) ", "", n.strip()) for n in m["subject"].split(" or ")]  # "Allotropy or allotropism"
+    # "Allotropy or allotropism is ...": both names are answers
+    names = [re.sub(r"^(?:[Tt]he|An?) ", "", n.strip()) for n in m["subject"].split(" or ")]
     lead = "the " if re.match(r"[Tt]he ", m["subject"]) else "{a} " if re.match(r"An? ", m["subject"]) else ""
     subject, name = names[0], display_title(title)
     if name.split()[-1].lower() not in subject.lower() and subject.lower() not in name.lower():
@@ -447,7 +450,8 @@ def _fill(template: str, rel: Relation, value: str | None = None) -> str:
 
 def query_of(rel: Relation) -> str:
     """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun (for a
-    span fact, the question's two content words nearest its question word: "Sofia mountain foot")."""
+    span fact, the question's two content words nearest its question word: "Sofia mountain foot"; for a subject
+    fact, whose answer is the title, the definition's first six content words)."""
     title = display_title(rel.title)
     if rel.kind == "subject":  # the answer is the title: search by the definition's content words
         words = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0]).split()[2:]
