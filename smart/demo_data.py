@@ -4,20 +4,17 @@ combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a
 German physicist"), what a thing is ("X is a sport in which..."), where a place is, capitals, years ("founded in
-1911") and creators ("directed by N"); from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
+1911") and creators ("directed by N"); and from any sentence of any passage (SPAN_FACTS_PER_ROUND of them per 13
 relation facts), span facts: a name, year or count the sentence states, asked for in the sentence's own words
 ("Sofia is built west of which river?", also "Which river is Sofia built west of?"), so that questions reach past
-an article's lead and the relation patterns; and, for training only (TRAIN_MIX), each article's definition asked
-the other way round, its subject the answer ("What do you call a large long-legged wading bird?": shoebill,
-`subject_fact`). Every gold answer is a span of the sentence it came from (the evidence), which lies whole inside
-one passage. From one fact come:
+an article's lead and the relation patterns. Every gold answer is a span of the sentence it came from (the
+evidence), which lies whole inside one passage. From one fact come:
 - open: a PopQA-like question whose answer is the span ("What is X's occupation?");
 - claim: a PubHealth-like statement that restates the fact (true) or changes exactly its value (false), phrased by
   a template or (training only, half the time) as the evidence sentence's own clause with the value swapped;
   training claims come in true/false pairs on the same fact and phrasing;
-- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere (of the
-  same head noun first for a subject fact: a bird among birds), answered with the choice's text and then its label
-  ("Kenya (D)", `choice_answer`);
+- choice: an ARC-like four-choice question, the distractors being values of the same relation elsewhere, answered
+  with the choice's text and then its label ("Kenya (D)", `choice_answer`);
 - compare (training only): two facts, two queries ("Were X and Y from the same country?").
 About MISS_SHARE of the training items get passages that do not hold the evidence (retrieved for the query, with the
 evidence's passages removed): the Fact Locator marks them all irrelevant and the generator answers without facts.
@@ -103,7 +100,7 @@ ACTIVE = {"written": "wrote", "directed": "directed", "composed": "composed", "p
 class Relation:
     """One fact of an article: `answers` (the first is the canonical one) are spans of `evidence`, a sentence of
     passage `passage_id`; `kind` names the relation (occupation, nationality, category, located, capital,
-    capital_of, year:<verb>, creator:<verb>, subject, span:<name|year|count>)."""
+    capital_of, year:<verb>, creator:<verb>)."""
 
     title: str
     topic: str
@@ -160,50 +157,6 @@ def _head(phrase: str, max_words: int = 4) -> str:
     return " ".join(words)
 
 
-def _person(definition: str, topic: str) -> re.Match | None:
-    """"Polish physicist and chemist who..." of a person: the match with the nationality and jobs, else None."""
-    p = _PERSON.match(definition)
-    return p if p and p["nat"] in DEMONYMS and topic in ("People", "") else None
-
-
-def subject_fact(title: str, topic: str, passage_id: str, text: str) -> Relation | None:
-    """An article's definition (its lead passage's first sentence) asked the other way round, its subject the
-    answer: "The shoebill is a large long-legged wading bird." -> "What do you call a large long-legged wading
-    bird?" (golds "shoebill" and the title), "Who was a Dutch humanist, diplomat, lawyer...?". Kind "subject";
-    `extra["head"]` is the definition's head noun, by which choice questions take distractors of the same kind;
-    `extra["definition"]` ("is a large long-legged wading bird") and `extra["lead"]` (the subject's article: "the ",
-    "{a} " for a/an, or "") make its claims in the sentence's own form ("The shoebill is a ...").
-    None when the sentence's subject is not the article's, or the definition is too short to point at one thing
-    or too long to read as a question."""
-    first = sentences(normalize_space(text))[:1]
-    if not first or not (m := _DEFINITION.search(first[0])):
-        return None
-    # "Allotropy or allotropism is ...": both names are answers
-    names = [re.sub(r"^(?:[Tt]he|An?) ", "", n.strip()) for n in m["subject"].split(" or ")]
-    lead = "the " if re.match(r"[Tt]he ", m["subject"]) else "{a} " if re.match(r"An? ", m["subject"]) else ""
-    subject, name = names[0], display_title(title)
-    if name.split()[-1].lower() not in subject.lower() and subject.lower() not in name.lower():
-        return None  # "In astronomy, photometry is ...", "Marina or Malintzin was ..." (La Malinche)
-    words = m["what"].split()
-    if len(words) > 20 or len(m["what"]) >= 150:  # long, or cut off by the pattern's limit
-        cut = _CLAUSE_END.search(m["what"], len(" ".join(words[:6])))
-        words = m["what"][:cut.start()].split() if cut else []
-    what = " ".join(words).rstrip(" ,")
-    if not (4 if m["art"] != "the" else 3) <= len(words) <= 20 or not re.search(r"[a-z]{3}$", what) \
-            or name.lower() in what.lower():
-        return None
-    verb, art = m["verb"], m["art"]
-    if _person(m["what"], topic):
-        questions = [f"Who {verb} {art} {what}?"]
-    else:
-        questions = [f"What {verb} {art} {what}?"] + ([f"What do you call {art} {what}?"]
-                                                     if verb in ("is", "are") and art != "the" else [])
-    head = _head(what).split(" of ")[0].split()  # "German composer" -> "composer", "unit of time" -> "unit"
-    return Relation(title, topic, "subject", list(dict.fromkeys([subject, *names[1:], name])), first[0], passage_id,
-                    verb, extra={"questions": questions, "head": head[-1] if head else "", "lead": lead,
-                                "definition": f"{verb} {art} {what}"})
-
-
 def relations_of_passage(title: str, topic: str, passage_id: str, text: str, first: bool) -> list[Relation]:
     """The facts the patterns find in one passage (definitions only in an article's first sentence)."""
     out = []
@@ -220,7 +173,7 @@ def relations_of_passage(title: str, topic: str, passage_id: str, text: str, fir
 
         if first and i == 0 and (m := _DEFINITION.search(sentence)):
             verb, what = m["verb"], m["what"]
-            if p := _person(what, topic):
+            if (p := _PERSON.match(what)) and p["nat"] in DEMONYMS and topic in ("People", ""):
                 jobs = [_head(j) for j in re.split(r",\s*(?:and\s+)?|\s+and\s+", p["jobs"])]
                 add("occupation", [j for j in jobs if j], verb)
                 add("nationality", [p["nat"], DEMONYMS[p["nat"]]], verb)
@@ -352,8 +305,8 @@ def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relat
 
 
 def extract_relations(store, topics: dict[str, str] | None = None, spans: bool = False) -> list[Relation]:
-    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead): the
-    relations, each article's definition asked for its subject, and with `spans` also the span facts."""
+    """Every fact of every passage of a PassageStore (rows in order; an article's first row holds its lead), with
+    `spans` also its span facts."""
     topics = topics or {}
     out, seen_titles = [], set()
     for row in store:
@@ -361,8 +314,6 @@ def extract_relations(store, topics: dict[str, str] | None = None, spans: bool =
         seen_titles.add(row["title"])
         topic = topics.get(row["title"], "")
         out += relations_of_passage(row["title"], topic, str(row["id"]), row["text"], first)
-        if first and (fact := subject_fact(row["title"], topic, str(row["id"]), row["text"])):
-            out.append(fact)
         if spans:
             out += span_facts(row["title"], topic, str(row["id"]), row["text"])
     return out
@@ -450,12 +401,8 @@ def _fill(template: str, rel: Relation, value: str | None = None) -> str:
 
 def query_of(rel: Relation) -> str:
     """The search query the Intent Reconstructor writes for this fact: the title and the relation's noun (for a
-    span fact, the question's two content words nearest its question word: "Sofia mountain foot"; for a subject
-    fact, whose answer is the title, the definition's first six content words)."""
+    span fact, the question's two content words nearest its question word: "Sofia mountain foot")."""
     title = display_title(rel.title)
-    if rel.kind == "subject":  # the answer is the title: search by the definition's content words
-        words = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0]).split()[2:]
-        return " ".join([w for w in words if w.lower() not in _STOP][:6])
     if _base(rel.kind) == "span":
         question = re.sub(r"[^\w\s'-]", " ", rel.extra["questions"][0])
         before, _, after = re.split(r"\b(what year|how many|which|whom|what)\b", question, maxsplit=1)
@@ -512,13 +459,10 @@ def _distractors(rel: Relation, pool: list[Relation], rng: random.Random, n: int
             if len(values) == n:
                 break
         return values
-    head = rel.extra.get("head")
-    closeness = [[], [], []]  # other articles of the same head noun ("composer") first, then of the same topic
-    for r in pool:
-        if r.title != rel.title:
-            closeness[2 * bool(head and r.extra.get("head") == head) or int(r.topic == rel.topic)].append(r)
+    same = [r for r in pool if r.topic == rel.topic and r.title != rel.title]
+    rest = [r for r in pool if r.topic != rel.topic]
     values: list[str] = []
-    for other in [r for group in closeness[::-1] for r in rng.sample(group, len(group))]:
+    for other in rng.sample(same, len(same)) + rng.sample(rest, len(rest)):
         value = other.answers[0]
         if value.lower() not in golds and value.lower() not in rel.evidence.lower() and value not in values:
             values.append(value)
@@ -571,11 +515,8 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
     if not others:
         return []
     span = _base(rel.kind) == "span"  # no template: the sentence's clause is the claim
-    if rel.kind == "subject":  # the definition said of its subject, or of another of its kind ("The stork is...")
-        template = rel.extra["lead"] + "{v} " + rel.extra["definition"].replace("{", "{{").replace("}", "}}") + "."
-    else:
-        template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
-    restate = span or (split == "train" and rel.kind != "subject" and rng.random() < 0.5)
+    template = None if span else rng.choice(phrasings(split, "claim", _base(rel.kind)))
+    restate = span or (split == "train" and rng.random() < 0.5)
     items = []
     for true in truths:
         value = rel.answers[0] if true else others[0]
@@ -628,14 +569,12 @@ def make_compare(a: Relation, b: Relation, rng: random.Random) -> dict:
 
 MIX = {"category": 4, "occupation": 2, "nationality": 2, "located": 1, "capital_of": 1, "capital": 1, "year": 1,
        "creator": 1}  # relations drawn per round, so the commonest (categories) does not crowd out the rest
-TRAIN_MIX = {**MIX, "subject": 3}  # training also asks definitions for their subject; dev asks the paper's shapes
 
 
-def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0,
-                     mix: dict[str, int] = MIX) -> list[Relation]:
-    """At most one fact per article, drawn round by round in the `mix` proportions (and `spans_per_round` span
+def sample_relations(relations: list[Relation], rng: random.Random, spans_per_round: int = 0) -> list[Relation]:
+    """At most one fact per article, drawn round by round in the MIX proportions (and `spans_per_round` span
     facts) until every kind is used up."""
-    mix = {**mix, "span": spans_per_round} if spans_per_round else mix
+    mix = {**MIX, "span": spans_per_round} if spans_per_round else MIX
     by_kind: dict[str, list[Relation]] = defaultdict(list)
     for r in relations:
         if _base(r.kind) in mix:
@@ -796,10 +735,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     if len(picked) < n_dev_articles + 20:
         raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "
                          f"{n_dev_articles + 20} for --n_dev {n_dev}")
-    dev_rels = picked[:n_dev_articles]
-    dev_titles = {r.title for r in dev_rels}
-    train_rels = sample_relations([r for r in relations if r.title not in dev_titles], rng, span_facts_per_round,
-                                  TRAIN_MIX)
+    dev_rels, train_rels = picked[:n_dev_articles], picked[n_dev_articles:]
     pools = pools_of(relations)
     train = train_items(train_rels, pools, n_train, rng)
     dev = dev_items(dev_rels, pools, n_dev, random.Random(f"{seed}-dev"))  # unmoved by changes to the training mix

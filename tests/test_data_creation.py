@@ -336,48 +336,6 @@ def test_relations_read_off_passages():
         assert r.answers[0] in r.evidence  # the canonical answer is a span of the evidence (aliases may follow)
 
 
-def test_definitions_are_asked_for_their_subject():
-    import random
-
-    from smart import demo_data as D
-
-    bird = D.subject_fact("Shoebill", "Science", "4", "The shoebill is a large long-legged wading bird. It lives "
-                          "in East Africa.")
-    assert (bird.kind, bird.answers, bird.evidence) == ("subject", ["shoebill", "Shoebill"],
-                                                         "The shoebill is a large long-legged wading bird.")
-    assert bird.extra == {"questions": ["What is a large long-legged wading bird?",
-                                        "What do you call a large long-legged wading bird?"], "head": "bird",
-                          "definition": "is a large long-legged wading bird", "lead": "the "}
-    assert D.query_of(bird) == "large long-legged wading bird"  # the answer is the title: never searched by it
-    person = D.subject_fact("Richard Wagner", "People", "2", "Wilhelm Richard Wagner was a German composer and "
-                            "theatre director.")
-    assert person.extra["questions"] == ["Who was a German composer and theatre director?"]
-    assert person.answers == ["Wilhelm Richard Wagner", "Richard Wagner"]
-    alias = D.subject_fact("Allotropy", "Science", "1", "Allotropy or allotropism is the property of some chemical "
-                           "elements to exist in two or more different forms.")
-    assert alias.answers == ["Allotropy", "allotropism"]
-    assert D.subject_fact("Photometry (astronomy)", "", "1", "In astronomy, photometry is a technique of measuring "
-                          "the flux of light radiated by astronomical objects.") is None  # not the article's subject
-    assert D.subject_fact("Shinto", "", "1", "Shinto is a religion.") is None  # too short to point at one thing
-    others = [D.subject_fact(t, "Science", "9", f"The {t.lower()} is a {d}.") for t, d in (
-        ("Pelican", "large water bird with a long bill"), ("Heron", "long-legged freshwater bird of marshes"),
-        ("Stork", "large long-necked wading bird of warm regions"), ("Granite", "coarse-grained igneous rock of quartz"))]
-    assert [o.extra["head"] for o in others] == ["bird", "bird", "bird", "rock"]
-    for seed in range(5):  # choices are of the answer's kind when the pool has them
-        assert sorted(D._distractors(bird, others + [bird], random.Random(seed), 3)) == ["heron", "pelican", "stork"]
-    item = D.make_item("choice", bird, others + [bird], random.Random(0), "dev")
-    assert item["choices"]["text"][D.LABELS.index(item["answerKey"])] == "shoebill"
-    true, false = D.make_claims(bird, others + [bird], random.Random(0), "dev", (True, False))
-    assert true["claim"] == "The shoebill is a large long-legged wading bird."  # the sentence's own form
-    assert true["output"] == "Claim: shoebill | Fact: shoebill | Verdict: true"  # the same span, the same spelling
-    assert re.fullmatch(r"The (pelican|heron|stork) is a large long-legged wading bird\.", false["claim"])
-    assert false["output"] == f"Claim: {false['claim'].split()[1]} | Fact: shoebill | Verdict: false"
-    steroid = D.subject_fact("Steroid", "Science", "3", "A steroid is an organic compound with four fused rings.")
-    alkaloid = D.subject_fact("Alkaloid", "Science", "5", "An alkaloid is an organic compound that contains nitrogen.")
-    assert D.make_claims(steroid, [alkaloid], random.Random(0), "dev", (False,))[0]["claim"] == \
-        "An alkaloid is an organic compound with four fused rings."  # its own article before the other name
-
-
 def test_span_facts_ask_for_any_sentences_name_year_or_count():
     import random
 
@@ -422,9 +380,6 @@ def test_span_facts_ask_for_any_sentences_name_year_or_count():
     assert D.sample_relations(facts + [lima], random.Random(0)) == [lima]  # span facts only when asked for
     mixed = D.sample_relations(facts + [lima], random.Random(0), spans_per_round=6)
     assert lima in mixed and len(mixed) == 2 and mixed[1 - mixed.index(lima)] in facts  # one fact per article
-    sofia = D.subject_fact("Sofia", "Geography", "5", "Sofia is the capital and largest city of Bulgaria.")
-    assert D.sample_relations([sofia, lima], random.Random(0)) == [lima]  # dev: the paper's shapes only
-    assert D.sample_relations([sofia, lima], random.Random(0), mix=D.TRAIN_MIX) == [lima, sofia]
 
 
 def test_demo_items_shapes_and_phrasings():
