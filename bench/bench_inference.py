@@ -9,7 +9,8 @@ worst case. The per-question loop runs on the first --n_loop questions only (it 
 per question, so they compare. vLLM's start-up time is printed apart and left out of its rate. On a small CPU
 machine (2-4 cores), where the backend runs vLLM's engine in the calling process with threads on every core, vLLM
 also runs with separate engine processes (start-up ratio) and with all of vLLM's own defaults (separate processes,
-one core kept for its scheduler; rate ratio). Each vLLM run has a fresh process: vLLM caches its environment once an engine is up.
+one core kept for its scheduler; rate ratio). Each vLLM run has a fresh process: vLLM caches its environment once
+an engine is up.
 """
 from __future__ import annotations
 
