@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 MISS_SHARE = 0.2
 SPAN_FACTS_PER_ROUND = 6  # about one fact in three; measured against relations alone in the README
-TRAIN_SPAN_FACTS_PER_ROUND = 13
 DEV_TASKS = ("popqa", "pubhealth", "arc_c")
 LABELS = "ABCD"
 
@@ -285,7 +284,7 @@ def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relat
     the clause allows, also with the question word first (`extra["questions"][1]`)."""
     out = []
     name = display_title(title).lower()
-    for index, sentence in enumerate(sentences(normalize_space(text))):
+    for sentence in sentences(normalize_space(text)):
         if len(sentence.split()) > 45:
             continue
         found = [("span:year", m.start("value"), m.end("value")) for m in _SPAN_YEAR.finditer(sentence)]
@@ -301,7 +300,7 @@ def span_facts(title: str, topic: str, passage_id: str, text: str) -> list[Relat
                 continue
             if question := span_question(title, sentence, start, end, kind):
                 forms = [question] + ([fronted] if (fronted := fronted_question(question, title)) else [])
-                out.append(Relation(title, topic, kind, [value], sentence, passage_id, extra={"questions": forms, "sentence": index}))
+                out.append(Relation(title, topic, kind, [value], sentence, passage_id, extra={"questions": forms}))
     return out
 
 
@@ -736,10 +735,7 @@ def build_demo_data(output_dir: str | Path, n_train: int = 400, n_dev: int = 50,
     if len(picked) < n_dev_articles + 20:
         raise InputError(f"{retriever.store.path}: facts found in only {len(picked)} articles, need more than "
                          f"{n_dev_articles + 20} for --n_dev {n_dev}")
-    dev_rels = picked[:n_dev_articles]
-    dev_titles = {r.title for r in dev_rels}
-    train_rels = sample_relations([r for r in relations if r.title not in dev_titles and r.extra.get("sentence", 1) > 0],
-                                  rng, TRAIN_SPAN_FACTS_PER_ROUND if span_facts_per_round else 0)
+    dev_rels, train_rels = picked[:n_dev_articles], picked[n_dev_articles:]
     pools = pools_of(relations)
     train = train_items(train_rels, pools, n_train, rng)
     dev = dev_items(dev_rels, pools, n_dev, random.Random(f"{seed}-dev"))  # unmoved by changes to the training mix
