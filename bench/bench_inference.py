@@ -15,7 +15,6 @@ an engine is up.
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import os
 import time
 
@@ -23,6 +22,8 @@ from smart import agents, defaults
 from smart.backends import SMALL_CPU_CORES, load_backend, vllm_available
 from smart.tasks import Example, load_examples
 from smart.trajectory import Passage
+
+from fresh_process import in_fresh_process
 
 
 def corpus_questions(n: int, ndocs: int) -> list[Example]:
@@ -81,39 +82,31 @@ def main() -> None:
     if args.skip_vllm or not vllm_available():
         print("vLLM: skipped (" + ("--skip_vllm" if args.skip_vllm else "not installed") + ")")
         return
-    fast_start, fast = vllm_run(args.model_name, examples, limits, {})
+    fast_start, fast = in_fresh_process(vllm_run, args.model_name, examples, limits, {})
     print(f"vLLM start-up: {fast_start:.1f} s")
     print(f"vLLM, stage-batched            ({len(examples)} q): {fast:8.2f} questions/s")
     print(f"  vLLM / transformers (stage-batched): {fast / batched:.2f}x;  vLLM batched / transformers loop: {fast / loop:.2f}x")
     if not 1 < len(os.sched_getaffinity(0)) <= SMALL_CPU_CORES:
         return
     # the backend's small-machine setup (setup_vllm_for_small_cpu) against vLLM's own defaults
-    spawned_start, spawned = vllm_run(args.model_name, examples, limits, {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
+    spawned_start, spawned = in_fresh_process(vllm_run, args.model_name, examples, limits,
+                                              {"VLLM_ENABLE_V1_MULTIPROCESSING": "1"})
     print(f"vLLM, separate engine processes: start-up {spawned_start:.1f} s, {spawned:8.2f} questions/s")
     print(f"  start-up, separate processes / in this process: {spawned_start / fast_start:.2f}x")
-    own_start, own = vllm_run(args.model_name, examples, limits,
-                              {"VLLM_ENABLE_V1_MULTIPROCESSING": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"})
+    own_start, own = in_fresh_process(vllm_run, args.model_name, examples, limits,
+                                      {"VLLM_ENABLE_V1_MULTIPROCESSING": "1", "VLLM_CPU_OMP_THREADS_BIND": "auto"})
     print(f"vLLM, its own defaults (one core for its scheduler): start-up {own_start:.1f} s, {own:8.2f} questions/s")
     print(f"  threads on every core / vLLM's own binding: {fast / own:.2f}x")
 
 
-def _vllm_child(model: str, examples: list[Example], limits: agents.Limits, env: dict[str, str], results) -> None:
+def vllm_run(model: str, examples: list[Example], limits: agents.Limits, env: dict[str, str]) -> tuple[float, float]:
+    """(start-up seconds, questions/s) of vLLM with `env` set first; call it in a fresh process."""
     os.environ.update(env)
     start = time.perf_counter()
     backend = load_backend("vllm", model)
     startup = time.perf_counter() - start
-    results.put((startup, rate(backend, examples, limits, batched=True)))
+    result = (startup, rate(backend, examples, limits, batched=True))
     backend.close()
-
-
-def vllm_run(model: str, examples: list[Example], limits: agents.Limits, env: dict[str, str]) -> tuple[float, float]:
-    """(start-up seconds, questions/s) of vLLM in a fresh process with `env` set first."""
-    context = multiprocessing.get_context("spawn")
-    results = context.Queue()
-    child = context.Process(target=_vllm_child, args=(model, examples, limits, env, results))
-    child.start()
-    result = results.get()
-    child.join()
     return result
 
 

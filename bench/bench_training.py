@@ -17,7 +17,6 @@ with trajectory.render_long from passages of the embedded corpus (1-2 queries x 
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import random
 import resource
 import time
@@ -26,6 +25,8 @@ import torch
 
 from smart import defaults, training
 from smart import trajectory as T
+
+from fresh_process import in_fresh_process
 
 DEMO = defaults.REPO_ROOT / "data" / "demo" / "train_long.jsonl"
 
@@ -58,8 +59,8 @@ SETTINGS = {"fp32": ("no", False, 0.05, "sdpa"), "bf16": ("bf16", False, 0.05, "
             "quickstart": ("bf16", True, 0.0, training.PACKED_SDPA)}
 
 
-def measure(args: argparse.Namespace, mode: str, setting: str, results) -> None:
-    """In a fresh process: set up model, LoRA and batches, time one mode's optimizer steps, report on `results`."""
+def measure(args: argparse.Namespace, mode: str, setting: str) -> dict:
+    """Set up model, LoRA and batches, time one mode's optimizer steps (call it in a fresh process)."""
     torch.manual_seed(args.seed)
     precision, bf16_base, dropout, attn = SETTINGS[setting]
     training.register_packed_attention()
@@ -94,20 +95,10 @@ def measure(args: argparse.Namespace, mode: str, setting: str, results) -> None:
         real += int((batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()))
         computed += batch["input_ids"].numel()
     lengths = [len(f["input_ids"]) for f in features]
-    results.put({"data": str(data or "synthetic long trajectories"), "n": len(features), "dropped": dropped,
-                 "lengths": (min(lengths), sum(lengths) / len(lengths), max(lengths)), "steps": len(batches),
-                 "seconds": seconds, "real": real, "computed": computed,
-                 "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-
-
-def run(args: argparse.Namespace, mode: str, setting: str) -> dict:
-    context = multiprocessing.get_context("spawn")  # a fresh process per run: its own peak RSS, no fork+OpenMP hang
-    results = context.Queue()
-    child = context.Process(target=measure, args=(args, mode, setting, results))
-    child.start()
-    r = results.get()
-    child.join()
-    return r
+    return {"data": str(data or "synthetic long trajectories"), "n": len(features), "dropped": dropped,
+            "lengths": (min(lengths), sum(lengths) / len(lengths), max(lengths)), "steps": len(batches),
+            "seconds": seconds, "real": real, "computed": computed,
+            "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def main() -> None:
@@ -129,7 +120,7 @@ def main() -> None:
     print(f"## Batching ({args.setting}): LoRA r={args.lora_rank} all linear, batch {args.batch_size}, "
           f"torch threads {torch.get_num_threads()}")
     for k, mode in enumerate(args.modes.split(",")):
-        r = run(args, mode, args.setting)
+        r = in_fresh_process(measure, args, mode, args.setting)
         if k == 0:
             print(f"data: {r['data']}; {r['n']} examples ({r['dropped']} dropped), tokens/example min {r['lengths'][0]} "
                   f"mean {r['lengths'][1]:.0f} max {r['lengths'][2]}")
@@ -147,7 +138,7 @@ def main() -> None:
         for name, (precision, bf16, dropout, attn) in SETTINGS.items()))
     base = None
     for setting in args.settings.split(","):
-        r = run(args, "packed", setting)
+        r = in_fresh_process(measure, args, "packed", setting)
         tokens_per_second = r["real"] / r["seconds"]
         base = base or tokens_per_second
         print(f"{setting:>10}: {tokens_per_second:7.1f} tokens/s  {r['seconds'] / r['steps']:6.2f} s/step  "
