@@ -49,6 +49,26 @@ def parse_true_false(prediction: str) -> str | None:
     return _TF_MAP[m.group(1)] if m else None
 
 
+_CLAIM_VS_FACT = re.compile(r"Claim:\s*(?P<claim>[^|\n]*?)\s*\|\s*Fact:\s*(?P<fact>[^|\n]*?)\s*(?:\||\n|$)")
+
+
+def compared_verdict(prediction: str) -> str | None:
+    """'true'/'false' from an answer that compares the claim's span with the fact's ("Claim: X | Fact: Y |
+    Verdict: ...", the demo's claim answers, smart.demo_data.verdict_answer): 'true' exactly when the two spans are
+    the same after `normalize_answer`, which is what that verdict means in every demo training answer. None for
+    answers without the comparison."""
+    m = _CLAIM_VS_FACT.search(prediction)
+    if not m or not normalize_answer(m["claim"]) or not normalize_answer(m["fact"]):
+        return None
+    return "true" if normalize_answer(m["claim"]) == normalize_answer(m["fact"]) else "false"
+
+
+def read_verdict(prediction: str) -> str | None:
+    """A true/false answer's label: its claim-vs-fact comparison when it writes one (`compared_verdict`), else its
+    first verdict word (`parse_true_false`)."""
+    return compared_verdict(prediction) or parse_true_false(prediction)
+
+
 def parse_choice(prediction: str, choices: dict[str, str]) -> str | None:
     """The chosen label from an answer: a leading label ("B", "B:", "(B)", "B."), "answer is B", or the text
     of exactly one choice (the earliest, then longest, when several occur). None when nothing parses."""
@@ -80,8 +100,9 @@ def parse_choice(prediction: str, choices: dict[str, str]) -> str | None:
 
 
 def accuracy(prediction: str, gold: str, choices: dict[str, str] | None = None) -> tuple[float, str | None]:
-    """(score, parsed label): choice letters when `choices` are given, else true/false. Unparseable -> (0, None)."""
-    label = parse_choice(prediction, choices) if choices else parse_true_false(prediction)
+    """(score, parsed label): choice letters when `choices` are given, else true/false (`read_verdict`).
+    Unparseable -> (0, None)."""
+    label = parse_choice(prediction, choices) if choices else read_verdict(prediction)
     return float(label is not None and label == gold), label
 
 

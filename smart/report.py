@@ -12,6 +12,7 @@ from pathlib import Path
 
 from smart.agents import FALLBACKS, METHODS
 from smart.io import atomic_write, iter_jsonl, write_json
+from smart.metrics import compared_verdict, parse_true_false
 from smart.paper import our_titles
 from smart.tasks import TASKS
 from smart.viewer import report_pages
@@ -137,6 +138,8 @@ def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
       least one of them relevant.
     - `citation precision`: citations pointing to a gold passage, among all citations of rows whose task knows
       gold passages; `cites a gold passage`: rows with a gold passage citing one.
+    - `verdict word follows comparison`: claim answers that compare the claim's span with the fact's
+      (`compared_verdict`, which scoring reads) whose first verdict word says the same.
     - `<agent> fallback`: rows that took the agent's fallback.
     """
     agents, citing = method in AGENT_METHODS, method in CITING_METHODS
@@ -151,6 +154,9 @@ def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
     out["citation precision"] = Ratio(sum(judged), len(judged)) if citing else None
     citing_gold = sum(any(c in r["gold_passages"] for c in r["citations"]) for r in with_gold)
     out["cites a gold passage"] = Ratio(citing_gold, len(with_gold)) if citing else None
+    compared = [(compared_verdict(r["answer"]), parse_true_false(r["answer"])) for r in rows]
+    compared = [(c, w) for c, w in compared if c is not None]
+    out["verdict word follows comparison"] = Ratio(sum(c == w for c, w in compared), len(compared)) if citing else None
     for agent in FALLBACKS:
         out[f"{agent} fallback"] = Ratio(sum(agent in r["fallbacks"] for r in rows), len(rows)) if agents else None
     return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from smart import metrics
-from smart.metrics import accuracy, match, normalize_answer, parse_choice, parse_true_false, str_em
+from smart.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
+                           read_verdict, str_em)
 
 CHOICES = {"A": "Planetary density will decrease.", "B": "Planetary years will become longer.",
            "C": "Planetary days will become shorter.", "D": "Planetary gravity will become stronger."}
@@ -54,6 +55,23 @@ def test_parse_choice_earliest_choice_text_wins_and_digit_labels():
 ])
 def test_parse_true_false(prediction, expected):
     assert parse_true_false(prediction) == expected
+
+
+@pytest.mark.parametrize("prediction,expected", [
+    ("Claim: Anopheles mosquitoes | Fact: Anopheles mosquitoes | Verdict: false", "true"),  # the spans decide
+    ("Claim: a microbe | Fact: the Microbe. | Verdict: false", "true"),  # normalized: case, articles, punctuation
+    ("Claim: steroid drug | Fact: nonsteroidal drug | Verdict: true", "false"),
+    ("Claim: samurai | Fact: mathematician\n[Cite]: [1]", "false"),  # no verdict written: still compared
+    ("Claim: fever | Fact: | Verdict: true", "true"),  # an empty span compares nothing: the verdict word
+    ("False. The flu is caused by viruses.", "false"), ("Claim: Kenya", None),
+])
+def test_read_verdict_prefers_the_claim_vs_fact_comparison(prediction, expected):
+    assert read_verdict(prediction) == expected
+    assert accuracy(prediction, "true") == (float(expected == "true"), expected)
+
+
+def test_compared_verdict_only_reads_comparisons():
+    assert compared_verdict("Claim: x | Fact: x") == "true" and compared_verdict("true") is None
 
 
 def test_accuracy_counts_unparseable_as_wrong():

@@ -45,9 +45,12 @@ POPQA_SMART = [  # p3 first: the examples show cited rows first
     row("p5", "smart", 0.0, facts=(fact(1, False), fact(2, False), fact(3, True)), gold=[], citations=(3,),
         problems=("intent: missing </eor>",)),
 ]
-PUBHEALTH_SMART = [  # no answer strings: no gold passages (None, or absent)
-    row("h1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), citations=(1,)),
-    {**row("h2", "smart", 0.0, facts=(fact(1, False), fact(2, True), fact(3, False))), "gold_passages": None},
+PUBHEALTH_SMART = [  # no answer strings: no gold passages (None, or absent); claim-vs-fact answers
+    {**row("h1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), citations=(1,)),
+     "answer": "Claim: fever | Fact: fever | Verdict: true"},
+    {**row("h2", "smart", 0.0, facts=(fact(1, False), fact(2, True), fact(3, False))), "gold_passages": None,
+     "answer": "Claim: the Flu | Fact: flu | Verdict: false"},  # the spans agree, the verdict word does not
+    row("h3", "smart", 0.0, facts=(fact(1, False), fact(2, False), fact(3, False))),  # no comparison: not counted
 ]
 ARC_MODULAR = [
     row("a1", "modular", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), gold=[1]),
@@ -120,24 +123,27 @@ def test_report_files_and_diagnostics(run):
         "locator hit on gold": ratio(1, 3),  # p1 of p1-p3 (p2 marked a non-gold passage relevant)
         "citation precision": ratio(2, 4),  # p1 [1] and p2 [3] of p1 [1], p2 [2, 3], p5 [3]
         "cites a gold passage": ratio(2, 3),  # p1, p2
+        "verdict word follows comparison": ratio(0, 0),  # no claim answers
         "intent fallback": ratio(1, 5), "locator fallback": ratio(1, 5), "generator fallback": ratio(1, 5)}
     pubhealth = diagnostics["pubhealth", "smart"]
-    assert pubhealth["intent well-formed"] == ratio(2, 2) and pubhealth["locator fallback"] == ratio(0, 2)
+    assert pubhealth["intent well-formed"] == ratio(3, 3) and pubhealth["locator fallback"] == ratio(0, 3)
+    assert pubhealth["verdict word follows comparison"] == ratio(1, 2)  # h1; h2's word says false
     for measure in ("locator hit on gold", "citation precision", "cites a gold passage"):
         assert pubhealth[measure] == ratio(0, 0)
     modular = diagnostics["arc_c", "modular"]
     assert modular["locator well-formed"] == ratio(1, 3) and modular["locator hit on gold"] == ratio(1, 2)
     assert modular["locator fallback"] == ratio(2, 3) and modular["citation precision"] is None
+    assert modular["verdict word follows comparison"] is None
     baseline = diagnostics["popqa", "vanilla_rag"]
     assert baseline["n"] == 5 and all(v is None for k, v in baseline.items() if k not in ("task", "method", "n"))
 
     report = (run / "report.md").read_text()
     assert TABLE in report and "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
     assert ("| SMART (trained, 4 agents) | PopQA (match) | 5 | 60.0 (3/5) | 75.0 (3/4) | 80.0 (4/5) | 33.3 (1/3) | "
-            "50.0 (2/4) | 66.7 (2/3) | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
-    assert "| Backbone alone (no retrieval) | PopQA (match) | 5 |" + " – |" * 9 in report
+            "50.0 (2/4) | 66.7 (2/3) | – | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
+    assert "| Backbone alone (no retrieval) | PopQA (match) | 5 |" + " – |" * 10 in report
     # examples: per task two correct SMART rows (cited first) and one wrong one
-    shown = [key for key in ("p1", "p2", "p3", "p4", "p5", "h1", "h2") if f"trajectory of {key}" in report]
+    shown = [key for key in ("p1", "p2", "p3", "p4", "p5", "h1", "h2", "h3") if f"trajectory of {key}" in report]
     assert shown == ["p1", "p2", "p3", "h1", "h2"]
     assert report.index("trajectory of p1") < report.index("trajectory of p3") < report.index("trajectory of p2")
     assert (run / "metrics.png").stat().st_size > 0
