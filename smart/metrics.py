@@ -58,9 +58,12 @@ def compared_verdict(prediction: str) -> str | None:
     the same after `normalize_answer`, which is what that verdict means in every demo training answer. None for
     answers without the comparison."""
     m = _CLAIM_VS_FACT.search(prediction)
-    if not m or not normalize_answer(m["claim"]) or not normalize_answer(m["fact"]):
+    if not m:
         return None
-    return "true" if normalize_answer(m["claim"]) == normalize_answer(m["fact"]) else "false"
+    claim, fact = normalize_answer(m["claim"]), normalize_answer(m["fact"])
+    if not claim or not fact:
+        return None
+    return "true" if claim == fact else "false"
 
 
 def read_verdict(prediction: str) -> str | None:
