@@ -4,7 +4,7 @@ phrasing, the evidence sentence given as the located fact):
   label          the verdict alone ("false"), as the paper's PubHealth answers
   fact_value     the fact's value, then the verdict ("mathematician: false")
   claim_vs_fact  the claim's span, the fact's, then the verdict ("Claim: samurai | Fact: mathematician |
-                 Verdict: false"): the demo's form, smart.demo_data.verdict_answer
+                 Verdict: false"): the demo's form, smart.trajectory.render_verdict
 
 Accuracy reads each answer as evaluation does (smart.metrics.read_verdict: a claim-vs-fact answer by whether its
 two spans agree); "verdict word only" reads the first true/false word instead.

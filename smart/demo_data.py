@@ -38,7 +38,7 @@ from smart.intent import run_intent
 from smart.io import InputError, iter_jsonl, write_json, write_jsonl
 from smart.locator import run_locate, sentences
 from smart.tasks import format_choices
-from smart.trajectory import normalize_space
+from smart.trajectory import normalize_space, render_verdict
 
 log = logging.getLogger(__name__)
 
@@ -487,15 +487,6 @@ def _base_item(rel: Relation, shape: str) -> dict:
             "evidence_passages": [rel.passage_id], "answers": [], "golds": rel.answers, "shape": shape}
 
 
-def verdict_answer(claim_value: str, fact_value: str, label: str) -> str:
-    """A claim's answer when a fact was located: what the claim says, what the fact says, then the verdict
-    ("Claim: samurai | Fact: mathematician | Verdict: false"). Both spans are copied (from the claim, from the
-    fact), so the verdict compares two spans next to it instead of searching the claim against the fact (see
-    bench/bench_verdict.py); the fixed words commit the answer to a verdict from its first token, where a bare span
-    first let the generator stop after it as if answering a question."""
-    return f"Claim: {claim_value} | Fact: {fact_value} | Verdict: {label}"
-
-
 def claim_value(claim: str, value: str) -> str:
     """The claim's own spelling of `value`: as given, as a country for a demonym ("came from France"), or
     capitalized at the start of the sentence."""
@@ -509,7 +500,7 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
                 truths: tuple[bool, ...]) -> list[dict]:
     """PubHealth-like items on one fact, one per entry of `truths`: the fact restated (True) or its value changed
     (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value.
-    `output` is the reasoned verdict (`verdict_answer`), `golds` the bare label (what a miss answers, and scores);
+    `output` is the reasoned verdict (`trajectory.render_verdict`), `golds` the bare label (what a miss answers, and scores);
     `claim_value` and `fact_value` are the two spans the verdict compares."""
     others = _distractors(rel, pool, rng, 1)
     if not others:
@@ -526,7 +517,7 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
         label = "true" if true else "false"
         said = claim_value(claim, value)
         items.append({**_base_item(rel, "claim"), "task_type": FACT_VERIFICATION, "claim": claim, "input": claim,
-                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": verdict_answer(said, rel.answers[0], label),
+                      "instruction": FACT_VERIFICATION_INSTRUCTION, "output": render_verdict(said, rel.answers[0], label),
                       "golds": [label], "claim_value": said, "fact_value": rel.answers[0]})
     return items
 

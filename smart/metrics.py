@@ -12,6 +12,7 @@ from pathlib import Path
 
 from smart import paper
 from smart.tasks import TASKS
+from smart.trajectory import parse_verdict
 
 log = logging.getLogger(__name__)
 
@@ -49,18 +50,15 @@ def parse_true_false(prediction: str) -> str | None:
     return _TF_MAP[m.group(1)] if m else None
 
 
-_CLAIM_VS_FACT = re.compile(r"Claim:\s*(?P<claim>[^|\n]*?)\s*\|\s*Fact:\s*(?P<fact>[^|\n]*?)\s*(?:\||\n|$)")
-
-
 def compared_verdict(prediction: str) -> str | None:
     """'true'/'false' from an answer that compares the claim's span with the fact's ("Claim: X | Fact: Y |
-    Verdict: ...", the demo's claim answers, smart.demo_data.verdict_answer): 'true' exactly when the two spans are
+    Verdict: ...", the demo's claim answers, smart.trajectory.render_verdict): 'true' exactly when the two spans are
     the same after `normalize_answer`, which is what that verdict means in every demo training answer. None for
     answers without the comparison."""
-    m = _CLAIM_VS_FACT.search(prediction)
-    if not m:
+    spans = parse_verdict(prediction)
+    if spans is None:
         return None
-    claim, fact = normalize_answer(m["claim"]), normalize_answer(m["fact"])
+    claim, fact = map(normalize_answer, spans)
     if not claim or not fact:
         return None
     return "true" if claim == fact else "false"

@@ -429,8 +429,10 @@ def train(args: TrainArgs) -> Path:
     params = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     no_decay = [p for n, p in params if "bias" in n or "norm" in n.lower()]
     decay = [p for n, p in params if not ("bias" in n or "norm" in n.lower())]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.learning_rate)
+    groups = [{"params": decay, "weight_decay": args.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    # no empty group (LoRA trains no norm or bias): DeepSpeed's ZeRO optimizers drop it, and the scheduler, which
+    # counts the groups it was given, then fails at its first step
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]], lr=args.learning_rate)
 
     steps_per_epoch = math.ceil(math.ceil(len(features) / args.per_device_train_batch_size / accelerator.num_processes)
                                 / args.gradient_accumulation_steps)

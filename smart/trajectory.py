@@ -129,6 +129,15 @@ def render_answer(answer: str, citations: list[int]) -> str:
     return answer.strip() + cite + EOG
 
 
+def render_verdict(claim_span: str, fact_span: str, label: str) -> str:
+    """A claim's answer when a fact was located: what the claim says, what the fact says, then the verdict
+    ("Claim: samurai | Fact: mathematician | Verdict: false"; read back by `parse_verdict`). Both spans are copied
+    (from the claim, from the fact), so the verdict compares two spans next to it instead of searching the claim
+    against the fact (see bench/bench_verdict.py); the fixed words commit the answer to a verdict from its first
+    token, where a bare span first let the generator stop after it as if answering a question."""
+    return f"Claim: {claim_span} | Fact: {fact_span} | Verdict: {label}"
+
+
 def render_long(t: Trajectory, agents: Agents = FULL) -> str:
     """The full chain as the model writes it (the retrieval block being the system's insertion).
 
@@ -252,6 +261,15 @@ def parse_locator(text: str, n_passages: int | None = None) -> tuple[list[Fact],
         title = h.group(3).strip()
         facts.append(Fact(index, relevant, title if relevant else "", span if relevant else ""))
     return facts, problems
+
+
+_CLAIM_VS_FACT = re.compile(r"Claim:\s*(?P<claim>[^|\n]*?)\s*\|\s*Fact:\s*(?P<fact>[^|\n]*?)\s*(?:\||\n|$)")
+
+
+def parse_verdict(text: str) -> tuple[str, str] | None:
+    """(claim span, fact span) of an answer written as `render_verdict` writes it; None for any other answer."""
+    m = _CLAIM_VS_FACT.search(text)
+    return (m["claim"], m["fact"]) if m else None
 
 
 def parse_answer(text: str) -> tuple[str, list[int], list[str]]:

@@ -14,6 +14,7 @@ import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import torch
 
 from smart import training
 from smart.backends import HFBackend, cut_at_stop, load_backend, recorded_dtype, resolve_model
@@ -78,7 +79,6 @@ def test_load_backend_input_errors(tmp_path, tiny_llama_dir):
 
 
 def test_lora_adapter_directly_and_with_lora_path(tmp_path, tiny_llama_dir, tiny):
-    import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
@@ -127,11 +127,15 @@ def stub_vllm(monkeypatch) -> list[dict]:
     return calls
 
 
-@pytest.mark.parametrize("recorded,hf,vllm", [("float32", "float32", "float32"), ("bfloat16", "bfloat16", "bfloat16"),
-                                             (None, "float32", "bfloat16")])  # no record: the CPU defaults of before
-def test_auto_dtype_follows_the_recorded_training_precision(recorded_models, monkeypatch, recorded, hf, vllm):
-    import torch
+# no record: each backend's own default; on a CPU float32 for transformers and bfloat16 for vLLM, on a GPU
+# transformers' bfloat16 (float32 where the GPU lacks it) and vLLM's "auto"
+ON_GPU = torch.cuda.is_available()
+NO_RECORD = ("bfloat16" if ON_GPU and torch.cuda.is_bf16_supported() else "float32", "auto" if ON_GPU else "bfloat16")
 
+
+@pytest.mark.parametrize("recorded,hf,vllm", [("float32", "float32", "float32"), ("bfloat16", "bfloat16", "bfloat16"),
+                                             (None, *NO_RECORD)])
+def test_auto_dtype_follows_the_recorded_training_precision(recorded_models, monkeypatch, recorded, hf, vllm):
     model = str(recorded_models[recorded])
     assert recorded_dtype(model) == recorded
     with load_backend("hf", model) as backend:
@@ -149,8 +153,6 @@ def test_embedded_backbone_records_no_dtype(embedded_llm_dir):
 
 
 def test_adapter_record_gives_the_dtype_and_vllm_refuses_trained_token_rows(tmp_path, recorded_models, monkeypatch):
-    import torch
-
     model, tokenizer = training.load_model_and_tokenizer(str(recorded_models["float32"]))
     adapter = tmp_path / "adapter"
     training.apply_lora(model, tokenizer, 4, 8, 0.0, "all-linear", True).save_pretrained(adapter, save_embedding_layers=False)

@@ -119,6 +119,15 @@ def test_authors_shaped_short_records():
     assert T.validate_short(intent) == [] and T.parse_intent(intent["output"])[0] == ["Mount Etna current volcanic activity"]
 
 
+@pytest.mark.parametrize("claim,fact", [("samurai", "mathematician"), ("Paris", "Paris"), ("1,100 km", "1100 km")])
+def test_verdict_round_trip(claim, fact):
+    for label in ("true", "false"):
+        assert T.parse_verdict(T.render_verdict(claim, fact, label)) == (claim, fact)
+        assert T.parse_verdict(T.render_verdict(claim, fact, label) + T.EOG + "\n") == (claim, fact)
+    assert T.parse_verdict("Claim: x | Fact: y") == ("x", "y")  # cut before its verdict
+    assert T.parse_verdict("true") is None and T.parse_verdict("Fact: y | Claim: x") is None
+
+
 def test_parsing_broken_text_never_raises_and_reports():
     text = VALID[1]["output"]
     for cut in range(0, len(text), 7):
