@@ -500,8 +500,8 @@ def make_claims(rel: Relation, pool: list[Relation], rng: random.Random, split: 
                 truths: tuple[bool, ...]) -> list[dict]:
     """PubHealth-like items on one fact, one per entry of `truths`: the fact restated (True) or its value changed
     (False), all in one phrasing, so a true/false pair differs in the value alone; [] without a distractor value.
-    `output` is the reasoned verdict (`trajectory.render_verdict`), `golds` the bare label (what a miss answers, and scores);
-    `claim_value` and `fact_value` are the two spans the verdict compares."""
+    `output` is the reasoned verdict (`trajectory.render_verdict`), `golds` the bare label (what a miss answers,
+    and scores); `claim_value` and `fact_value` are the two spans the verdict compares."""
     others = _distractors(rel, pool, rng, 1)
     if not others:
         return []
