@@ -42,6 +42,7 @@ def stage_run(request, tmp_path_factory, tiny_llama_dir) -> dict:
         pytest.skip(f"{package} is not installed")
     tmp = tmp_path_factory.mktemp(request.param)
     env = {k: v for k, v in os.environ.items() if k not in ("NUM_GPUS", "PRECISION")}
+    env["CUDA_VISIBLE_DEVICES"] = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]  # one GPU on any node
     train_file = write_jsonl(tmp / "t.jsonl", long_rows())
     env.update(PYTHON=sys.executable, MODEL=str(tiny_llama_dir), TRAIN_FILE=str(train_file),
                OUTPUT_DIR=str(tmp / "out"), ACCELERATE_CONFIG=f"multi_agent/configs/{config}", USE_LORA=str(int(lora)),
