@@ -6,8 +6,9 @@ phrasing, the evidence sentence given as the located fact):
   claim_vs_fact  the claim's span, the fact's, then the verdict ("Claim: samurai | Fact: mathematician |
                  Verdict: false"): the demo's form, smart.trajectory.render_verdict
 
-Accuracy reads each answer as evaluation does (smart.metrics.read_verdict: a claim-vs-fact answer by whether its
-two spans agree); "verdict word only" reads the first true/false word instead.
+Accuracy reads each answer as evaluation does (smart.metrics.parse_true_false: the verdict word it writes);
+"by comparison" reads a claim-vs-fact answer by whether its two spans agree (smart.metrics.compared_verdict, a
+diagnostic) and any other answer by its verdict word.
 
 Each variant: LoRA (rank 16, lr 1e-3 linear, batch 4, one epoch) on the generator step of `--pairs` true/false claim
 pairs from the embedded corpus, then greedy decoding with transformers. Prints accuracy, how often each answered
@@ -28,7 +29,7 @@ from smart import defaults
 from smart import demo_data as D
 from smart.backends import HFBackend
 from smart.io import write_jsonl
-from smart.metrics import parse_true_false, read_verdict
+from smart.metrics import compared_verdict, parse_true_false
 from smart.passages import PassageStore
 from smart.trajectory import EOG, GENERATOR_TYPE, Fact, Passage, Trajectory, format_prompt, short_trajectories
 from smart.training import TrainArgs, train
@@ -77,11 +78,11 @@ def run_variant(variant: str, train_rels, dev_rels, pools, args, work: Path) -> 
     backend = HFBackend(str(defaults.llm_dir()), lora_path=str(adapter), dtype="auto", batch_size=16)
     answers = backend.generate([format_prompt(r["instruction"], r["input"]) for r in dev], 24, stop=[EOG])
     backend.close()
-    labels = [read_verdict(a) for a in answers]
-    words = [parse_true_false(a) for a in answers]
+    labels = [parse_true_false(a) for a in answers]
+    compared = [compared_verdict(a) or label for a, label in zip(answers, labels)]
     return {"variant": variant, "train": len(records), "dev": len(dev), "train_s": train_s,
             "accuracy": 100 * sum(p == r["label"] for p, r in zip(labels, dev)) / len(dev),
-            "word_accuracy": 100 * sum(w == r["label"] for w, r in zip(words, dev)) / len(dev),
+            "compared_accuracy": 100 * sum(c == r["label"] for c, r in zip(compared, dev)) / len(dev),
             "answered_true": sum(p == "true" for p in labels), "unparsed": sum(p is None for p in labels),
             "dev_true": sum(r["label"] == "true" for r in dev), "example": answers[0]}
 
@@ -104,11 +105,11 @@ def main() -> None:
     base = next((r for r in results if r["variant"] == "label"), results[0])
     print(f"\n{args.pairs} training pairs, precision {args.precision}; dev: {base['dev']} claims, "
           f"{base['dev_true']} of them true")
-    print("| answer form | accuracy % | verdict word only % | answered true | unparsed | vs label (points) | train s "
+    print("| answer form | accuracy % | by comparison % | answered true | unparsed | vs label (points) | train s "
           "| first dev answer |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for r in results:
-        print(f"| {r['variant']} | {r['accuracy']:.1f} | {r['word_accuracy']:.1f} | {r['answered_true']} | {r['unparsed']} | "
+        print(f"| {r['variant']} | {r['accuracy']:.1f} | {r['compared_accuracy']:.1f} | {r['answered_true']} | {r['unparsed']} | "
               f"{r['accuracy'] - base['accuracy']:+.1f} | {r['train_s']:.0f} | {r['example'].strip()!r} |")
 
 

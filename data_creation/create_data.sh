@@ -3,10 +3,10 @@
 #
 #   OPENAI_BASE_URL=... OPENAI_API_KEY=... bash data_creation/create_data.sh nq_train.jsonl nq out/nq
 #   TEACHER=hf MODEL=embedded bash data_creation/create_data.sh ...   # offline, local teacher (SmolLM2)
-#   TEACHER=rule bash data_creation/create_data.sh ...                 # offline: request as query, answer-match locator
+#   TEACHER=answer bash data_creation/create_data.sh ...               # offline, answer-guided (no model)
 #
 # Every teacher step is resumable: rerun the same command after an interruption. Environment knobs: TEACHER
-# (openai|hf|vllm|rule), MODEL, CONCURRENCY, MAX_QUERIES, N_DOCS, N (sample size), PASSAGES, EMBEDDINGS, ENCODER.
+# (openai|hf|vllm|answer), MODEL, CONCURRENCY, MAX_QUERIES, N_DOCS, N (sample size), PASSAGES, EMBEDDINGS, ENCODER.
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 INPUT_FILE DATASET_NAME OUTPUT_DIR" >&2

@@ -8,7 +8,8 @@ Input: items with `queries` and `ctxs` (step 2, multi_agent/passage_retrieval.py
 verbatim span of its passage: close copies are snapped to the passage's sentences, others marked irrelevant; both
 counted in the summary (<output_file>.summary.json), as are empty, cut, off-format or foreign-language replies.
 Exit status 1 when items failed after all retries: run the same command again to retry just those.
---teacher rule: offline locating by answer matching (sentences holding a gold short answer).
+--teacher answer: offline, answer-guided: per passage the sentence holding the gold answer (or the claim's words, or
+the correct option) that shares the most words with the request; see smart.locator.best_sentence.
 """
 from __future__ import annotations
 

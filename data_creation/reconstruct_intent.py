@@ -8,7 +8,8 @@ Input: unified items (data_creation/convert_data.py). Output: the items plus `qu
 language) fall back to the request itself as the query, counted; bad rows (missing fields, unknown task types, empty
 answers) are skipped and listed; a summary is printed and written to <output_file>.summary.json.
 Exit status 1 when items failed after all retries: run the same command again to retry just those.
-With --teacher rule, items keep the `queries` they carry (else the request is the query).
+With --teacher answer (offline), items keep the `queries` they carry, else the request's own words without its
+function words are the query (smart.intent.keyword_query).
 """
 from __future__ import annotations
 

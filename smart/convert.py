@@ -1,7 +1,8 @@
 """The unified data-creation item: task types, conversion from common dataset shapes, the checks every step applies.
 
-Unified item: {id, dataset_name, task_type, instruction, input, output} plus `answers` (gold short answers, used by the
-answer-matching locator) when the source has them. Shapes read:
+Unified item: {id, dataset_name, task_type, instruction, input, output} plus, when the source has them, `answers` (the
+gold short answers; for multiple choice the correct option's text) and `evidence` (sentences known to support the
+answer), which guide the offline answer-guided teacher (smart.intent, smart.locator). Shapes read:
 - qa: question + answers/answer (NQ, PopQA, HotpotQA, ASQA)
 - claim: claim (or question) + label/answers (FEVER, PubHealth)
 - choices: question (or question_stem, or {stem, choices}) + choices + answerKey (ARC, OpenBookQA)
@@ -10,10 +11,12 @@ answer-matching locator) when the source has them. Shapes read:
 """
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Iterable
 
 from smart.io import read_records
+from smart.trajectory import normalize_space
 
 FACT_VERIFICATION, MULTIPLE_CHOICE, MULTI_HOP_QA = "fact_verification", "multiple_choice", "multi_hop_qa"
 OPEN_QA, AMBIGUOUS_QA, DIALOGUE, INSTRUCTION = "open_qa", "ambiguous_qa", "dialogue", "instruction"
@@ -36,6 +39,20 @@ _TASK_BY_DATASET = {
 }
 _TRUE = {"true", "supports", "support", "supported", "yes", "1"}
 _FALSE = {"false", "refutes", "refute", "refuted", "no", "0"}
+
+
+# function words left out of search queries and word-overlap checks (the answer-guided teacher's)
+STOPWORDS = frozenset(
+    "a an the of in on at by to for from with and or but not no is was are were be been being am do does did has have "
+    "had it its this that these those there their they them he she his her him we our you your i me my as into onto "
+    "than then so such can could would should will shall may might must what which who whom whose when where why how "
+    "about over under after before during while also if whether any all some each other one s what's who's where's "
+    "when's how's it's that's there's".split())
+
+
+def content_words(text: str) -> list[str]:
+    """The lowercased words of `text` that are not STOPWORDS, in order (punctuation dropped)."""
+    return [w for w in re.findall(r"[\w'’-]+", text.lower()) if w.strip("'’-") and w not in STOPWORDS]
 
 
 def item_request(item: dict) -> str:
@@ -120,10 +137,11 @@ def _choices(row: dict) -> tuple[str, str, str, list[str]]:
     letters = {str(i): "ABCDE"[i - 1] for i in range(1, 6)}
     options = [(letters.get(str(c.get("label")), str(c.get("label"))), _text(c.get("text"))) for c in choices]
     key = letters.get(str(row.get("answerKey")), str(row.get("answerKey") or ""))
-    gold = [choice_answer(label, text) for label, text in options if label == key]
+    gold = [(label, text) for label, text in options if label == key]
     if not gold:
         raise Rejected("empty_answer")
-    return MULTIPLE_CHOICE_INSTRUCTION, question + "".join(f"\n{l}: {t}" for l, t in options), gold[0], [key]
+    return (MULTIPLE_CHOICE_INSTRUCTION, question + "".join(f"\n{l}: {t}" for l, t in options),
+            choice_answer(*gold[0]), [gold[0][1]])
 
 
 def _dialogue(row: dict) -> tuple[str, str, str, list[str]]:
@@ -174,6 +192,10 @@ def convert_row(row: dict, dataset_name: str, index: int, shape: str = "auto", t
             "task_type": task, "instruction": instruction, "input": input, "output": output}
     if answers:
         item["answers"] = answers
+    evidence = row.get("evidence")
+    evidence = [evidence] if isinstance(evidence, str) else evidence if isinstance(evidence, list) else []
+    if evidence := [normalize_space(e) for e in evidence if isinstance(e, str) and e.strip()]:
+        item["evidence"] = evidence
     return item
 
 

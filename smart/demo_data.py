@@ -1,5 +1,5 @@
 """Offline demo data from the embedded corpus: facts read off the passages, turned into questions shaped like the
-paper's tasks, run through the data-creation steps (rule intent, the real retriever, the answer-matching locator,
+paper's tasks, run through the data-creation steps (the answer-guided teacher's intent, the real retriever, its locator,
 combine), plus dev sets in the paper's evaluation file shapes.
 
 Facts (`Relation`) are read from passage sentences with patterns: a person's occupation and nationality ("X was a

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 
 from smart.convert import (AMBIGUOUS_QA, DIALOGUE, FACT_VERIFICATION, INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
-                           OPEN_QA, check_items, item_request)
+                           OPEN_QA, STOPWORDS, check_items, item_request)
 from smart.io import read_records
 from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import normalize_space
@@ -80,6 +80,15 @@ def fallback_query(item: dict) -> str:
     return " ".join(normalize_space(text).split()[:MAX_QUERY_WORDS * 2])
 
 
+def keyword_query(item: dict) -> str:
+    """The answer-guided teacher's query: the request's own words (as `fallback_query` takes them) without its
+    function words ("where do the great lakes meet the ocean" -> "great lakes meet ocean"); the request itself when
+    nothing else is left."""
+    text = fallback_query(item)
+    words = [w for w in text.rstrip("?.!").split() if w.lower().strip("\"'?,.:;!()") not in STOPWORDS]
+    return " ".join(words) if words else text
+
+
 def intent_messages(item: dict, max_queries: int) -> list[dict]:
     """A chat prompt asking for at most `max_queries` search queries, one per line, with two worked examples."""
     task = item.get("task_type", OPEN_QA)
@@ -126,13 +135,12 @@ def parse_queries(reply: str, request: str) -> tuple[list[str], str | None]:
 
 
 async def reconstruct(item: dict, teacher, max_queries: int = 3) -> dict:
-    """The item with `queries` (and `flags` noting a fallback or a cap). `teacher=None`: the rule teacher, which
-    keeps queries the item already carries (e.g. the demo builder's) and otherwise uses the request itself."""
+    """The item with `queries` (and `flags` noting a fallback or a cap). `teacher=None`: the offline answer-guided
+    teacher, which keeps queries the item already carries (e.g. the template builder's) and otherwise writes
+    `keyword_query`."""
     flags = []
     if teacher is None:
-        queries = [normalize_space(q) for q in item.get("queries") or [] if normalize_space(q)]
-        if not queries:
-            queries, flags = [fallback_query(item)], ["intent_fallback"]
+        queries = [normalize_space(q) for q in item.get("queries") or [] if normalize_space(q)] or [keyword_query(item)]
     else:
         reply = await teacher.chat(intent_messages(item, max_queries))
         queries, problem = parse_queries(reply.text, item_request(item))

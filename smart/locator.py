@@ -4,7 +4,8 @@ Two locators fill `ctx["relevant"]` and `ctx["fact"]` for every ctx of an item:
 - `locate_with_teacher`: the teacher judges each passage (given the request and the gold answer) and copies the
   supporting sentences. A fact must be a verbatim span of its passage: an inexact copy is snapped to the passage's
   best-matching run of sentences when close enough (difflib), else the passage is marked irrelevant; both counted.
-- `locate_by_answer`: offline, the sentences containing a gold short answer (or a given evidence sentence).
+- `locate_by_answer`: offline and answer-guided, the sentence that supports the gold answer, the claim or the
+  correct option (see `best_sentence`).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import asyncio
 import difflib
 import re
 
-from smart.convert import check_items, item_request
+from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request
 from smart.intent import latin_share
 from smart.io import read_records
 from smart.teacher import RunSummary, run_resumable
@@ -136,27 +137,88 @@ async def locate_with_teacher(item: dict, teacher) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------- offline locator
+CLAIM_OVERLAP = 0.5  # share of a claim's content words a sentence must hold to support or refute it
+
+
 def _norm(s: str) -> str:
     return " " + " ".join(re.sub(r"[^\w\s]", " ", s.lower()).split()) + " "
 
 
-def locate_by_answer(item: dict) -> dict:
-    """Mark a passage relevant when one of its sentences contains a gold answer (`answers` when the item has the
-    field, else `output`) or an `evidence` string, as whole words after normalization; the first such sentence is
-    the fact. (Items whose answer is a label, like true/false, carry `answers: []` and rely on evidence.)"""
+def _request_words(item: dict) -> set[str]:
+    """Content words of the request (for multiple choice, of its question, not its options)."""
+    text = item_request(item) if item.get("task_type") != MULTIPLE_CHOICE else (item.get("input") or "").split("\n")[0]
+    return set(content_words(text or item_request(item)))
+
+
+def answer_targets(item: dict) -> list[str]:
+    """The strings a supporting sentence must hold: the gold short answers (`answers`, else `output`; for multiple
+    choice the correct option's text); none for a claim, whose label is no text of the passage."""
+    if item.get("task_type") == FACT_VERIFICATION:
+        return []
     answers = item["answers"] if isinstance(item.get("answers"), list) else [item.get("output", "")]
-    targets = [_norm(a) for a in answers + item.get("evidence", []) if isinstance(a, str)]
-    targets = [t for t in targets if t.strip()]
-    ctxs = []
+    return [t for t in (_norm(a) for a in answers if isinstance(a, str)) if t.strip()]
+
+
+def best_sentence(item: dict, ctx: dict) -> str | None:
+    """The passage's sentence that supports the item's answer best, or None. A sentence qualifies when it holds one
+    of the item's `evidence` sentences (or lies inside one), or (answers) holds a gold answer as whole words and
+    shares a content word of the request beyond the answer's own (with the passage title counting for the request),
+    or (claims) holds at least CLAIM_OVERLAP of the claim's content words. Among those: evidence first, then the
+    most request words."""
+    request = _request_words(item)
+    targets = answer_targets(item)
+    evidence = [_norm(e) for e in item.get("evidence") or [] if isinstance(e, str) and e.strip()]
+    title = set(content_words(ctx.get("title") or ""))
+    best, best_key = None, None
+    for sentence in sentences(normalize_space(ctx.get("text") or "")):
+        norm, words = _norm(sentence), set(content_words(sentence))
+        is_evidence = any(e in norm or (len(norm) > 24 and norm in e) for e in evidence)
+        overlap = len(request & words)
+        if is_evidence:
+            ok = True
+        elif targets:
+            found = [t for t in targets if t in norm]
+            beyond = request - {w for t in found for w in content_words(t)}
+            ok = bool(found) and bool(beyond & (words | title))
+        else:
+            ok = item.get("task_type") == FACT_VERIFICATION and overlap >= CLAIM_OVERLAP * len(request) > 0
+        key = (is_evidence, overlap)
+        if ok and (best_key is None or key > best_key):
+            best, best_key = sentence, key
+    return best
+
+
+def _verbatim_answer(item: dict, fact: str) -> str | None:
+    """A gold answer as the fact spells it (its casing, its alias), for open questions; None when none occurs."""
+    if item.get("task_type") in (FACT_VERIFICATION, MULTIPLE_CHOICE):
+        return None
+    for answer in item.get("answers") or []:
+        m = re.search(rf"(?<!\w){re.escape(normalize_space(answer))}(?!\w)", fact, flags=re.I)
+        if m:
+            return m.group(0)
+    return None
+
+
+def locate_by_answer(item: dict) -> dict:
+    """The offline answer-guided teacher: each passage is relevant when `best_sentence` finds its supporting
+    sentence, which is the fact. An open question's answer becomes the gold answer as the first fact spells it
+    (flag `answer_from_fact` when that changes it); an item with no fact anywhere is flagged `no_fact_located`."""
+    ctxs, flags = [], list(item.get("flags", []))
     for ctx in item["ctxs"]:
-        hits = [s for s in sentences(normalize_space(ctx.get("text") or "")) if any(t in _norm(s) for t in targets)]
-        ctxs.append({**ctx, "relevant": bool(hits), "fact": hits[0] if hits else ""})
-    return {**item, "ctxs": ctxs}
+        fact = best_sentence(item, ctx)
+        ctxs.append({**ctx, "relevant": fact is not None, "fact": fact or ""})
+    facts = [c["fact"] for c in ctxs if c["relevant"]]
+    output = item.get("output", "")
+    if not facts:
+        flags.append("no_fact_located")
+    elif (said := _verbatim_answer(item, facts[0])) and said != output:
+        output, flags = said, flags + ["answer_from_fact"]
+    return {**item, "ctxs": ctxs, "output": output, "flags": flags}
 
 
 def run_locate(input_file: str, output_file: str, teacher, concurrency: int = 8) -> RunSummary:
     """Judge every passage of every usable item of `input_file` (items with `ctxs`) into `output_file` (resumable).
-    `teacher=None`: the offline answer-matching locator."""
+    `teacher=None`: the offline answer-guided locator (`locate_by_answer`)."""
     items, rejected = check_items(read_records(input_file), needs=("ctxs",))
 
     async def process(item: dict) -> dict:

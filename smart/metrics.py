@@ -42,19 +42,30 @@ _TRUE_FALSE = re.compile(r"\b(not correct|incorrect|correct|true|false|supports?
 _TF_MAP = {"true": "true", "correct": "true", "supports": "true", "support": "true", "supported": "true",
            "false": "false", "incorrect": "false", "not correct": "false", "refutes": "false", "refute": "false",
            "refuted": "false"}
+_VERDICT_FIELD = re.compile(r"(?:^|\|)\s*verdict\s*:", re.IGNORECASE | re.MULTILINE)
+
+
+def _verdict_part(prediction: str) -> str:
+    """Where an answer states its verdict: after its "Verdict:" field (a line's start or after "|", so never inside
+    the spans of a claim-vs-fact answer, smart.trajectory.render_verdict); nothing of a claim-vs-fact answer
+    without one (its spans quote the claim and the fact, they judge nothing); else the whole answer."""
+    field = _VERDICT_FIELD.search(prediction)
+    if field:
+        return prediction[field.end():]
+    return "" if parse_verdict(prediction) else prediction
 
 
 def parse_true_false(prediction: str) -> str | None:
-    """'true'/'false' from the first verdict word (true/false, supports/refutes, correct/incorrect); else None."""
-    m = _TRUE_FALSE.search(prediction.lower())
+    """A true/false answer's label, the verdict the model wrote: 'true'/'false' from the first verdict word
+    (true/false, supports/refutes, correct/incorrect) of its `_verdict_part`; else None."""
+    m = _TRUE_FALSE.search(_verdict_part(prediction).lower())
     return _TF_MAP[m.group(1)] if m else None
 
 
 def compared_verdict(prediction: str) -> str | None:
-    """'true'/'false' from an answer that compares the claim's span with the fact's ("Claim: X | Fact: Y |
-    Verdict: ...", the demo's claim answers, smart.trajectory.render_verdict): 'true' exactly when the two spans are
-    the same after `normalize_answer`, which is what that verdict means in every demo training answer. None for
-    answers without the comparison."""
+    """Diagnostic only (scoring reads `parse_true_false`): the verdict a claim-vs-fact answer's spans imply
+    ("Claim: X | Fact: Y | Verdict: ...", smart.trajectory.render_verdict), 'true' exactly when the two spans are
+    the same after `normalize_answer`. None for answers without the comparison."""
     spans = parse_verdict(prediction)
     if spans is None:
         return None
@@ -62,12 +73,6 @@ def compared_verdict(prediction: str) -> str | None:
     if not claim or not fact:
         return None
     return "true" if claim == fact else "false"
-
-
-def read_verdict(prediction: str) -> str | None:
-    """A true/false answer's label: its claim-vs-fact comparison when it writes one (`compared_verdict`), else its
-    first verdict word (`parse_true_false`)."""
-    return compared_verdict(prediction) or parse_true_false(prediction)
 
 
 def parse_choice(prediction: str, choices: dict[str, str]) -> str | None:
@@ -101,9 +106,9 @@ def parse_choice(prediction: str, choices: dict[str, str]) -> str | None:
 
 
 def accuracy(prediction: str, gold: str, choices: dict[str, str] | None = None) -> tuple[float, str | None]:
-    """(score, parsed label): choice letters when `choices` are given, else true/false (`read_verdict`).
-    Unparseable -> (0, None)."""
-    label = parse_choice(prediction, choices) if choices else read_verdict(prediction)
+    """(score, parsed label): choice letters when `choices` are given, else the written verdict
+    (`parse_true_false`). Unparseable -> (0, None)."""
+    label = parse_choice(prediction, choices) if choices else parse_true_false(prediction)
     return float(label is not None and label == gold), label
 
 

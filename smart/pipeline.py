@@ -25,9 +25,11 @@ from smart import defaults
 from smart.agents import INFERENCE_ABLATIONS
 from smart.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
 from smart.io import InputError, write_json
+from smart.real_questions import DEFAULT_MIX
 
 PY = sys.executable
 BASELINES = ("no_retrieval", "vanilla_rag", "modular")
+QUICKSTART_BASELINES = ("no_retrieval", "vanilla_rag")  # the modular agents stay in the paper tables (Table 2)
 TRAINING_ABLATIONS = ("full", *INFERENCE_ABLATIONS)  # full, no_intent, no_locator, generator_only
 PAPER_EVAL_FILES = {"pubhealth": "health_claims_processed.jsonl", "arc_c": "arc_challenge_processed.jsonl",
                     "popqa": "popqa_longtail_w_gs.jsonl", "squad": "squad_dev.jsonl", "asqa": "asqa_eval_gtr_top100.json"}
@@ -65,6 +67,7 @@ class Setup:
     data_stage: str | None  # the last of them, which training and evaluation wait for
     settings: dict[str, str]
     ablation_samples: int = 0  # records of each training-ablation run (0 = all); the paper's Table 3 used 60k
+    baselines: tuple[str, ...] = BASELINES  # the baselines of the quickstart and Table 2
 
     def evaluate(self, out_dir: Path, model: str, methods: list[str], extra: list[str] | None = None) -> list[str]:
         return [PY, "eval/run_eval.py", "--task", *self.tasks, "--input_file", *self.eval_files, *self.eval_args,
@@ -79,11 +82,16 @@ class Setup:
 
 
 def demo_setup(run: Path, data: Path) -> Setup:
-    """The embedded defaults, sized by the quickstart's environment variables."""
+    """The embedded defaults, sized by the quickstart's environment variables. DEMO_DATA=real (default): training
+    items and dev sets from the shipped real questions, the training items through the data-creation pipeline
+    (create_data.sh, answer-guided teacher); DEMO_DATA=templates: the template builder's items and dev sets."""
     quick = env("QUICK", "0") == "1"
-    max_articles = int(env("MAX_ARTICLES", "2000" if quick else "0"))
+    templates = env("DEMO_DATA", "real") == "templates"
+    if env("DEMO_DATA", "real") not in ("real", "templates"):
+        raise InputError(f"DEMO_DATA={env('DEMO_DATA', '')}: choose real or templates")
+    max_articles = int(env("MAX_ARTICLES", "2000" if quick and templates else "0"))
     n_train = env("N_TRAIN", "64" if quick else "200")
-    n_dev = env("N_DEV", "20" if quick else "50")
+    n_dev = env("N_DEV", ("20" if quick else "50") if templates else ("50" if quick else "200"))
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")
     max_steps = env("MAX_STEPS", "0")
@@ -96,10 +104,6 @@ def demo_setup(run: Path, data: Path) -> Setup:
         passages = data / f"psgs_w100_{max_articles}_articles.tsv"
         corpus = data / f"vital_articles_{max_articles}.json"
         embeddings = data / f"embeddings_{max_articles}_articles"
-    span_facts = env("SPAN_FACTS", str(SPAN_FACTS_PER_ROUND))
-    demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else "")
-                   + f"_spans{span_facts}")
-    dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
     llm = str(defaults.llm_dir())
     train_env = {"MODEL": llm, "NUM_EPOCHS": epochs1, "TOTAL_BATCH_SIZE": env("TOTAL_BATCH_SIZE", "4"),
                  "BATCH_SIZE_PER_GPU": env("BATCH_SIZE_PER_GPU", "4"), "LEARNING_RATE": env("LEARNING_RATE", "1e-3"),
@@ -112,29 +116,58 @@ def demo_setup(run: Path, data: Path) -> Setup:
     prepare = [PY, "scripts/prepare_embedded.py"]
     if max_articles:
         prepare += ["--max_articles", str(max_articles), "--subset_json", str(corpus), "--subset_tsv", str(passages)]
+    index = ["--model_name_or_path", "embedded", "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*"]
     data_stages = [
         Stage("prepare", prepare, [passages, defaults.llm_dir() / "config.json"]),
         Stage("embed", [PY, "multi_agent/generate_passage_embeddings.py", "--model_name_or_path", "embedded",
                         "--passages", str(passages), "--output_dir", str(embeddings)], [embeddings], ["prepare"]),
-        Stage("retrieve_samples", [PY, "multi_agent/passage_retrieval.py", "--model_name_or_path", "embedded",
-                                   "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*",
+        Stage("retrieve_samples", [PY, "multi_agent/passage_retrieval.py", *index,
                                    "--data", "scripts/sample_questions.jsonl", "--output_dir", str(run / "retrieval"),
                                    "--n_docs", "3"], [run / "retrieval" / "sample_questions.jsonl"], ["embed"]),
-        Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
-                            "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*", "--output_dir", str(demo),
-                            "--n_train", n_train, "--n_dev", n_dev, "--span_facts", span_facts], [Path(f) for f in dev_files], ["embed"]),
     ]
     settings = {"backbone": "SmolLM2-135M-Instruct (embedded)", "encoder": "all-MiniLM-L6-v2 (embedded)",
-                "corpus": str(passages), "demo data": str(demo), "N_TRAIN": n_train, "N_DEV (per task)": n_dev,
-                "STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
-                "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
-                "special tokens": "added" if special_tokens == "1" else "plain-text markers",
-                "span facts per 13 relations": span_facts,
-                "ndocs": "3", "decoding": "greedy"}
+                "corpus": str(passages), "N_TRAIN": n_train, "N_DEV (per task)": n_dev}
+    if templates:
+        span_facts = env("SPAN_FACTS", str(SPAN_FACTS_PER_ROUND))
+        demo = data / (f"demo_{n_train}_{n_dev}" + (f"_{max_articles}_articles" if max_articles else "")
+                       + f"_spans{span_facts}")
+        dev_files = [str(demo / f"{task}_dev.jsonl") for task in DEV_TASKS]
+        train_short, train_long = str(demo / "train_short.jsonl"), str(demo / "train_long.jsonl")
+        data_stages.append(Stage("demo_data", [PY, "data_creation/build_demo_data.py", "--corpus_json", str(corpus),
+                                               "--passages", str(passages), "--passages_embeddings", f"{embeddings}/*",
+                                               "--output_dir", str(demo), "--n_train", n_train, "--n_dev", n_dev,
+                                               "--span_facts", span_facts], [Path(f) for f in dev_files], ["embed"]))
+        settings |= {"demo data": f"templates ({demo})", "span facts per 13 relations": span_facts}
+    else:
+        mix = env("MIX", ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()))
+        demo = data / f"real_{n_train}_{n_dev}_{mix.replace('=', '').replace(',', '_')}"
+        dev_files = [str(demo / "dev" / f"{task}.jsonl") for task in DEV_TASKS]
+        trajectories = demo / "trajectories"
+        train_short, train_long = str(trajectories / "real_short.jsonl"), str(trajectories / "real_long.jsonl")
+        data_stages += [
+            Stage("real_questions", [PY, "data_creation/prepare_real_questions.py", "--output_dir", str(demo),
+                                     "--n_train", n_train, "--n_dev", n_dev, "--mix", mix],
+                  [demo / "train_questions.jsonl", *(demo / "dev_questions" / f"{t}.jsonl" for t in DEV_TASKS)]),
+            Stage("retrieve_dev", [PY, "multi_agent/passage_retrieval.py", *index, "--data",
+                                   str(demo / "dev_questions" / "*.jsonl"), "--output_dir", str(demo / "dev"),
+                                   "--n_docs", "5"], [Path(f) for f in dev_files], ["embed", "real_questions"]),
+            Stage("create_data", ["bash", "data_creation/create_data.sh", str(demo / "train_questions.jsonl"), "real",
+                                  str(trajectories)], [Path(train_short), Path(train_long)],
+                  ["retrieve_dev"],  # after the dev files too: training and evaluation wait for this last data stage
+                  {"TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": f"{embeddings}/*", "PYTHON": PY,
+                   "TOKENIZER": llm, "N_DOCS": "3"}),
+        ]
+        settings |= {"demo data": f"real questions through create_data.sh, answer-guided teacher ({demo})",
+                     "training mix": mix}
+    settings |= {"STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
+                 "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
+                 "special tokens": "added" if special_tokens == "1" else "plain-text markers",
+                 "ndocs": "3", "decoding": "greedy"}
     eval_args = ["--backend", backend, "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "48"),
                  "--max_locator_tokens", env("MAX_LOCATOR_TOKENS", "160")]
-    return Setup(run, llm, llm, str(demo / "train_short.jsonl"), str(demo / "train_long.jsonl"), list(DEV_TASKS), dev_files,
-                 train_env, stage2_env, eval_args, ["--dtype", eval_dtype], data_stages, "demo_data", settings)
+    return Setup(run, llm, llm, train_short, train_long, list(DEV_TASKS), dev_files, train_env, stage2_env, eval_args,
+                 ["--dtype", eval_dtype], data_stages, data_stages[-1].name, settings,
+                 baselines=QUICKSTART_BASELINES)
 
 
 def paper_setup(run: Path) -> Setup:
@@ -182,8 +215,8 @@ def core_stages(s: Setup) -> list[Stage]:
         training_stage(s, "stage2", merged(s, "stage1"), s.train_long, ["stage1"]),
         Stage("eval_smart", s.evaluate(eval_dir, merged(s, "stage2"), ["smart"]), s.metrics(eval_dir, ["smart"]),
               ["stage2"]),
-        Stage("eval_baselines", s.evaluate(eval_dir, s.baseline_model, list(BASELINES), s.baseline_args),
-              s.metrics(eval_dir, BASELINES), s.after_data()),
+        Stage("eval_baselines", s.evaluate(eval_dir, s.baseline_model, list(s.baselines), s.baseline_args),
+              s.metrics(eval_dir, s.baselines), s.after_data()),
     ]
 
 
@@ -203,7 +236,7 @@ def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
     """Where each row of ours comes from: (evaluation folder under the run, method); rows follow smart.paper."""
     eval_dir, tables = s.run / "eval", s.run / "tables"
     return {
-        "table2": {m: (eval_dir, m) for m in ("smart", *BASELINES)},
+        "table2": {m: (eval_dir, m) for m in ("smart", *s.baselines)},
         "table3": {**{f"train_{a}": (tables / f"train_long_{a}", "smart" if a == "full" else f"smart_{a}")
                       for a in TRAINING_ABLATIONS},
                    "infer_full": (eval_dir, "smart"),

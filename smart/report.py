@@ -14,6 +14,8 @@ from smart.agents import FALLBACKS, METHODS
 from smart.io import atomic_write, iter_jsonl, write_json
 from smart.metrics import compared_verdict, parse_true_false
 from smart.paper import our_titles
+from smart.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
+                         stratified_bootstrap_ci)
 from smart.tasks import TASKS
 from smart.viewer import report_pages
 
@@ -22,6 +24,8 @@ METHOD_NAMES = our_titles("table2")  # the quickstart's table names its rows as 
 AGENT_METHODS = ("smart", "modular")  # their rows come from the agents: well-formedness, facts and fallbacks apply
 CITING_METHODS = ("smart",)  # their generator cites passages
 MISSING = "–"
+PAIR = ("smart", "vanilla_rag")  # the paired comparison: SMART against the backbone with the same passages
+AVERAGE = "average"
 
 
 @dataclass(frozen=True)
@@ -104,23 +108,107 @@ def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
+def _percent(ci: tuple[float, float]) -> tuple[float, float]:
+    return 100 * ci[0], 100 * ci[1]
+
+
+def score_ci(rows: list[dict]) -> tuple[float, float] | None:
+    """Bootstrap 95% CI (%) of the mean of the rows' `score`; None without rows."""
+    return _percent(bootstrap_ci([r["score"] for r in rows])) if rows else None
+
+
+def score_cell(score: float, ci: tuple[float, float] | None, n: int) -> str:
+    """`58.0 [44.0, 72.0] (n=50)`: a score (%), its 95% CI where known, and the items behind it."""
+    interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
+    return f"{score:.1f}{interval} (n={n})"
+
+
+def _cell(e: Evaluation) -> str:
+    return score_cell(e.metrics["score"], score_ci(e.rows), e.metrics["n"])
+
+
 def results_table(evaluations: list[Evaluation]) -> str:
-    """Markdown "Table 2": a row per method, a column per task (score in %), their average and all fallbacks.
+    """Markdown "Table 2": a row per method, a column per task, their average and all fallbacks; each score cell as
+    `score_cell` (the average's CI resamples each task's items on their own and averages the task means).
 
     The average is over every task of the table; a method missing a task has none.
     """
     tasks = list(dict.fromkeys(e.task for e in evaluations))
     methods = list(dict.fromkeys(e.method for e in evaluations))
-    cells = {(e.task, e.method): e.metrics for e in evaluations}
+    cells = {(e.task, e.method): e for e in evaluations}
     lines = [_row(["Method"] + [task_header(t) for t in tasks] + ["Average", "fallbacks"]),
              "|---|" + "---:|" * (len(tasks) + 2)]
     for method in methods:
-        scores = [cells[t, method]["score"] for t in tasks if (t, method) in cells]
-        fallbacks = sum(sum((cells[t, method].get("fallbacks") or {}).values()) for t in tasks if (t, method) in cells)
-        average = f"{sum(scores) / len(scores):.1f}" if len(scores) == len(tasks) else MISSING
+        done = [cells[t, method] for t in tasks if (t, method) in cells]
+        fallbacks = sum(sum((e.metrics.get("fallbacks") or {}).values()) for e in done)
+        average = MISSING
+        if len(done) == len(tasks):
+            groups = [[r["score"] for r in e.rows] for e in done]
+            ci = _percent(stratified_bootstrap_ci(groups)) if all(groups) else None
+            average = score_cell(sum(e.metrics["score"] for e in done) / len(done), ci,
+                                 sum(e.metrics["n"] for e in done))
         lines.append(_row([METHOD_NAMES.get(method, method)]
-                          + [f"{cells[t, method]['score']:.1f}" if (t, method) in cells else MISSING for t in tasks]
+                          + [_cell(cells[t, method]) if (t, method) in cells else MISSING for t in tasks]
                           + [average, str(fallbacks)]))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True)
+class Paired:
+    """SMART's and vanilla RAG's mean scores (%) on the items both answered, and the 95% CI of their difference."""
+
+    task: str  # or AVERAGE: the mean over the tasks
+    n: int
+    smart: float
+    baseline: float
+    ci: tuple[float, float]
+
+    @property
+    def difference(self) -> float:
+        return self.smart - self.baseline
+
+    @property
+    def reading(self) -> str:
+        """"SMART ahead" / "SMART behind" when the CI excludes zero, else "within noise"."""
+        return "SMART ahead" if self.ci[0] > 0 else "SMART behind" if self.ci[1] < 0 else "within noise"
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "n": self.n, PAIR[0]: self.smart, PAIR[1]: self.baseline,
+                "difference": self.difference, "ci95": list(self.ci), "reading": self.reading}
+
+
+def paired(evaluations: list[Evaluation]) -> list[Paired]:
+    """SMART minus vanilla RAG per task both ran, on the items (`id`) both answered, with a paired bootstrap CI;
+    then, for several tasks, the average over them, whose CI resamples each task's items on their own and
+    averages the task differences. Empty without a task both ran."""
+    rows = {(e.task, e.method): e.rows for e in evaluations}
+    out, groups = [], []
+    for task in dict.fromkeys(e.task for e in evaluations):
+        if (task, PAIR[0]) not in rows or (task, PAIR[1]) not in rows:
+            continue
+        a, b = pair_by_id(rows[task, PAIR[0]], rows[task, PAIR[1]])
+        if a:
+            out.append(Paired(task, len(a), 100 * sum(a) / len(a), 100 * sum(b) / len(b),
+                              _percent(paired_bootstrap_ci(a, b))))
+            groups.append(differences(a, b))
+    if len(out) > 1:
+        out.append(Paired(AVERAGE, sum(p.n for p in out), sum(p.smart for p in out) / len(out),
+                          sum(p.baseline for p in out) / len(out), _percent(stratified_bootstrap_ci(groups))))
+    return out
+
+
+def paired_table(rows: list[Paired]) -> str:
+    """Markdown "SMART − vanilla RAG (paired)": a row per task and the average, the difference in points with its
+    95% CI and what the CI says."""
+    words = {"SMART ahead": "the 95% CI lies above zero", "SMART behind": "the 95% CI lies below zero",
+             "within noise": "the 95% CI includes zero"}
+    lines = [_row(["Task", "n", "SMART %", "vanilla RAG %", "SMART − vanilla RAG [95% CI]", "reading"]),
+             "|---|---:|---:|---:|---:|---|"]
+    for p in rows:
+        lines.append(_row(["Average over tasks" if p.task == AVERAGE else task_header(p.task), str(p.n),
+                           f"{p.smart:.1f}", f"{p.baseline:.1f}",
+                           f"{p.difference:+.1f} [{p.ci[0]:.1f}, {p.ci[1]:.1f}]",
+                           f"{p.reading}: {words[p.reading]}"]))
     return "\n".join(lines) + "\n"
 
 
@@ -139,7 +227,7 @@ def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
     - `citation precision`: citations pointing to a gold passage, among all citations of rows whose task knows
       gold passages; `cites a gold passage`: rows with a gold passage citing one.
     - `verdict word follows comparison`: claim answers that compare the claim's span with the fact's
-      (`compared_verdict`, which scoring reads) whose first verdict word says the same.
+      (`compared_verdict`) whose written verdict (`parse_true_false`, which scoring reads) says the same.
     - `<agent> fallback`: rows that took the agent's fallback.
     """
     agents, citing = method in AGENT_METHODS, method in CITING_METHODS
@@ -162,14 +250,16 @@ def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
     return out
 
 
-def diagnostics(evaluations: list[Evaluation]) -> list[dict]:
-    """Per evaluation: task, method, n and `agent_diagnostics` (ratios as JSON, None where not applicable)."""
+def diagnostics(evaluations: list[Evaluation]) -> dict:
+    """`evaluations`: per evaluation task, method, n, score (%), its 95% CI (`ci95`, None without rows) and
+    `agent_diagnostics` (ratios as JSON, None where not applicable); `smart_vs_vanilla_rag`: `paired`."""
     out = []
     for e in evaluations:
         measures = agent_diagnostics(e.method, e.rows)
-        out.append({"task": e.task, "method": e.method, "n": len(e.rows),
-                    **{k: v.to_json() if v else None for k, v in measures.items()}})
-    return out
+        ci = score_ci(e.rows)
+        out.append({"task": e.task, "method": e.method, "n": len(e.rows), "score": e.metrics["score"],
+                    "ci95": list(ci) if ci else None, **{k: v.to_json() if v else None for k, v in measures.items()}})
+    return {"evaluations": out, "smart_vs_vanilla_rag": [p.to_json() for p in paired(evaluations)]}
 
 
 def diagnostics_table(evaluations: list[Evaluation]) -> str:
@@ -239,8 +329,16 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
         f.write(table)
     write_json(run / "diagnostics.json", diagnostics(evaluations))
     images = plot(run, curves, evaluations)
-    out = ["# SMART quickstart report", "", "## Results (Table 2)", "", table]
+    out = ["# SMART quickstart report", "", "## Results (Table 2)", "",
+           f"Score % [bootstrap 95% CI, {RESAMPLES:,} resamples of the items] (n=items); the average's CI resamples "
+           "each task's items on their own.", "", table]
     out += [f"![{name}]({name})" for name in images] + [""]
+    pairs = paired(evaluations)
+    if pairs:
+        out += ["## SMART − vanilla RAG (paired)", "", "SMART's score minus vanilla RAG's, in points, on the items "
+                "both answered (matched by id), with a paired bootstrap 95% CI (the items resampled jointly; the "
+                "average over tasks resamples each task's items on their own and averages the task differences). "
+                "Also in diagnostics.json.", "", paired_table(pairs)]
     out += ["## Agent diagnostics", "", "Percent (hits/total); – where a measure does not apply. Gold passages: the "
             "item's passages holding a gold answer. Also in diagnostics.json.", "", diagnostics_table(evaluations)]
     out += report_pages(run)

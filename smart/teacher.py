@@ -185,9 +185,10 @@ Teacher = OpenAITeacher | LocalTeacher
 def add_teacher_args(parser, max_tokens: int) -> None:
     """The teacher flags shared by the data-creation CLIs (`max_tokens`: the step's default reply budget)."""
     g = parser.add_argument_group("teacher")
-    g.add_argument("--teacher", default="openai", choices=["openai", "hf", "vllm", "rule"],
+    g.add_argument("--teacher", default="openai", choices=["openai", "hf", "vllm", "answer"],
                    help="openai: an OpenAI-compatible endpoint (OPENAI_BASE_URL, OPENAI_API_KEY from the environment); "
-                        "hf/vllm: a local chat model at --model_name (`embedded` = SmolLM2); rule: no model")
+                        "hf/vllm: a local chat model at --model_name (`embedded` = SmolLM2); answer: no model, the offline "
+                        "answer-guided teacher (keyword queries; the sentence holding the gold answer, claim or option)")
     g.add_argument("--model_name", default="gpt-3.5-turbo-0125", help="endpoint model name, or local model path")
     g.add_argument("--concurrency", type=int, default=8, help="requests in flight (local: batch size)")
     g.add_argument("--timeout", type=float, default=60.0, help="hard limit per request, seconds")
@@ -197,8 +198,8 @@ def add_teacher_args(parser, max_tokens: int) -> None:
 
 
 def make_teacher(args) -> Teacher | None:
-    """The teacher named by the CLI flags (None for `rule`)."""
-    if args.teacher == "rule":
+    """The teacher named by the CLI flags (None for the offline `answer` teacher)."""
+    if args.teacher == "answer":
         return None
     if args.teacher == "openai":
         return OpenAITeacher(args.model_name, concurrency=args.concurrency, timeout=args.timeout,

@@ -213,7 +213,7 @@ def test_answer_locator_and_combine_make_valid_records():
     stats = trajectory_stats(items, longs + shorts)
     assert stats["counts"]["nq"] == {"generator": 1, "intent": 1, "locator": 1, "long": 1}
     assert stats["relevant_ratio"] == round(2 / 7, 4) and stats["items_with_relevant"] == round(2 / 3, 4)
-    assert stats["flags"] == {"intent_fallback": 1}
+    assert stats["flags"] == {"intent_fallback": 1, "no_fact_located": 1}  # c3: no passage holds its answer
 
 
 def test_combine_cli_json_and_stats_with_tokenizer(tmp_path, embedded_llm_dir):
@@ -499,7 +499,7 @@ def test_create_data_script_offline(tmp_path, tiny_corpus):
     corpus = json.loads(corpus_path.read_text())
     source = [{"id": i, "question": f"What is {a['title']}?", "answers": [a["title"]]} for i, a in enumerate(corpus.values())]
     write_jsonl(tmp_path / "qa.jsonl", source + [{"id": "bad", "question": "no answer", "answers": []}])
-    env = {**os.environ, "TEACHER": "rule", "PASSAGES": str(passages), "EMBEDDINGS": embeddings, "PYTHON": sys.executable}
+    env = {**os.environ, "TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": embeddings, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "qa.jsonl"), "popqa",
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -507,4 +507,5 @@ def test_create_data_script_offline(tmp_path, tiny_corpus):
     shorts = (tmp_path / "out" / "popqa_short.jsonl").read_text().splitlines()
     assert len(longs) == len(source) and len(shorts) == 3 * len(source)
     stats = json.loads((tmp_path / "out" / "popqa_stats.json").read_text())
-    assert stats["items_with_relevant"] > 0.8 and stats["flags"] == {"intent_fallback": len(source)}
+    assert stats["items_with_relevant"] > 0.8 and "intent_fallback" not in stats["flags"]  # the teacher's own queries
+    assert stats["flags"].get("no_fact_located", 0) == round((1 - stats["items_with_relevant"]) * len(source))

@@ -5,7 +5,7 @@ import pytest
 
 from smart import metrics
 from smart.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
-                           read_verdict, str_em)
+                           str_em)
 
 CHOICES = {"A": "Planetary density will decrease.", "B": "Planetary years will become longer.",
            "C": "Planetary days will become shorter.", "D": "Planetary gravity will become stronger."}
@@ -58,20 +58,32 @@ def test_parse_true_false(prediction, expected):
 
 
 @pytest.mark.parametrize("prediction,expected", [
-    ("Claim: Anopheles mosquitoes | Fact: Anopheles mosquitoes | Verdict: false", "true"),  # the spans decide
-    ("Claim: a microbe | Fact: the Microbe. | Verdict: false", "true"),  # normalized: case, articles, punctuation
-    ("Claim: steroid drug | Fact: nonsteroidal drug | Verdict: true", "false"),
-    ("Claim: samurai | Fact: mathematician\n[Cite]: [1]", "false"),  # no verdict written: still compared
-    ("Claim: fever | Fact: | Verdict: true", "true"),  # an empty span compares nothing: the verdict word
+    ("Claim: Anopheles mosquitoes | Fact: Anopheles mosquitoes | Verdict: false", "false"),  # the word, not the spans
+    ("Claim: steroid drug | Fact: nonsteroidal drug | Verdict: true", "true"),
+    ("Claim: true love | Fact: false alarm | Verdict: false", "false"),  # verdict words inside the spans: not read
+    ("Claim: false alarm | Fact: false alarm | Verdict: true\n[Cite]: [1]", "true"),
+    ("Claim: true love | Fact: true love\nVerdict: refutes", "false"),  # the field on its own line
+    ("Claim: samurai | Fact: true\n[Cite]: [1]", None),  # spans without a verdict: no verdict written
+    ("Claim: fever | Fact: | Verdict: true", "true"),
     ("False. The flu is caused by viruses.", "false"), ("Claim: Kenya", None),
 ])
-def test_read_verdict_prefers_the_claim_vs_fact_comparison(prediction, expected):
-    assert read_verdict(prediction) == expected
+def test_claim_answers_are_read_by_their_verdict_word(prediction, expected):
+    assert parse_true_false(prediction) == expected
     assert accuracy(prediction, "true") == (float(expected == "true"), expected)
 
 
+def test_claim_scores_are_the_written_verdict_not_the_span_comparison():
+    answer = "Claim: Paris | Fact: Paris | Verdict: false"  # the spans agree, the model says false
+    assert accuracy(answer, "true") == (0.0, "false")
+    assert accuracy(answer, "false") == (1.0, "false")
+    assert compared_verdict(answer) == "true"  # the comparison stays a diagnostic
+
+
 def test_compared_verdict_only_reads_comparisons():
-    assert compared_verdict("Claim: x | Fact: x") == "true" and compared_verdict("true") is None
+    assert compared_verdict("Claim: a microbe | Fact: the Microbe. | Verdict: false") == "true"  # normalized spans
+    assert compared_verdict("Claim: steroid drug | Fact: nonsteroidal drug") == "false"
+    assert compared_verdict("Claim: fever | Fact: | Verdict: true") is None  # an empty span compares nothing
+    assert compared_verdict("true") is None
 
 
 def test_accuracy_counts_unparseable_as_wrong():

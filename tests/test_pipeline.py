@@ -19,7 +19,7 @@ from smart.tasks import load_examples
 
 @pytest.fixture
 def demo(tmp_path, monkeypatch) -> pipeline.Setup:
-    for name in ("QUICK", "MAX_ARTICLES", "N_TRAIN", "N_DEV", "PRECISION", "NO_VLLM", "BACKEND"):
+    for name in ("QUICK", "MAX_ARTICLES", "N_TRAIN", "N_DEV", "PRECISION", "NO_VLLM", "BACKEND", "DEMO_DATA", "MIX"):
         monkeypatch.delenv(name, raising=False)
     return pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
 
@@ -33,8 +33,8 @@ def keys(stages: list[pipeline.Stage]) -> dict[str, str]:
 
 def test_tables_share_the_quickstart_stages(demo):
     quickstart = keys(pipeline.quickstart_stages(demo))
-    assert list(quickstart) == ["prepare", "embed", "retrieve_samples", "demo_data", "stage1", "stage2", "eval_smart",
-                                "eval_baselines", "report"]
+    assert list(quickstart) == ["prepare", "embed", "retrieve_samples", "real_questions", "retrieve_dev", "create_data",
+                                "stage1", "stage2", "eval_smart", "eval_baselines", "report"]
     tables = {t: keys(pipeline.table_stages(t, demo)) for t in ("table2", "table3", "table4")}
     for table, stage_keys in tables.items():  # the same commands, hence the same cache entries
         assert all(stage_keys[name] == quickstart[name] for name in stage_keys if name in quickstart), table
@@ -57,13 +57,14 @@ def test_handwritten_questions_reuse_the_quickstart_and_get_their_own_passages(d
     quickstart = keys(pipeline.quickstart_stages(demo))
     stages = pipeline.handwritten_stages(demo)
     handwritten = keys(stages)
-    assert list(handwritten) == ["prepare", "embed", "retrieve_samples", "demo_data", "stage1", "stage2",
+    assert list(handwritten) == ["prepare", "embed", "retrieve_samples", "real_questions", "retrieve_dev", "create_data",
+                                 "stage1", "stage2",
                                  "retrieve_handwritten", "eval_handwritten_smart", "eval_handwritten_baselines"]
     assert all(handwritten[n] == quickstart[n] for n in handwritten if n in quickstart)  # the quickstart's cache
     by_name = {s.name: s for s in stages}
     retrieve = by_name["retrieve_handwritten"].cmd
     assert retrieve[retrieve.index("--data") + 1] == "eval/handwritten/*.jsonl"
-    assert retrieve[retrieve.index("--passages") + 1] == by_name["demo_data"].cmd[by_name["demo_data"].cmd.index("--passages") + 1]
+    assert retrieve[retrieve.index("--passages") + 1] == by_name["retrieve_dev"].cmd[by_name["retrieve_dev"].cmd.index("--passages") + 1]
     smart = by_name["eval_handwritten_smart"].cmd
     files = smart[smart.index("--input_file") + 1:smart.index("--backend")]
     assert files == [str(demo.run / "handwritten" / "data" / f"{t}.jsonl") for t in ("popqa", "pubhealth", "arc_c")]
@@ -72,6 +73,23 @@ def test_handwritten_questions_reuse_the_quickstart_and_get_their_own_passages(d
     assert baselines[-3:] == ["--method", "no_retrieval", "vanilla_rag"] and "--dtype" in baselines
     for task in ("popqa", "pubhealth", "arc_c"):  # the shipped questions load as the paper's files do
         assert len(load_examples(task, Path("eval/handwritten") / f"{task}.jsonl", need_passages=False)) == 30
+
+
+def test_demo_data_comes_from_real_questions_through_create_data(demo, tmp_path, monkeypatch):
+    stages = {s.name: s for s in pipeline.quickstart_stages(demo)}
+    create = stages["create_data"]
+    assert create.cmd[:3] == ["bash", "data_creation/create_data.sh", str(stages["real_questions"].outputs[0])]
+    assert create.env["TEACHER"] == "answer" and create.after == ["retrieve_dev"]
+    assert demo.train_short == str(create.outputs[0]) and demo.train_long == str(create.outputs[1])
+    assert demo.eval_files == [str(p) for p in stages["retrieve_dev"].outputs] and demo.data_stage == "create_data"
+    assert stages["stage1"].after == ["create_data"] and stages["eval_baselines"].cmd[-3:] == [
+        "--method", "no_retrieval", "vanilla_rag"]
+    monkeypatch.setenv("DEMO_DATA", "templates")
+    templates = pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
+    assert [s.name for s in templates.data_stages][-1] == "demo_data" and templates.eval_files[0].endswith("popqa_dev.jsonl")
+    monkeypatch.setenv("DEMO_DATA", "rules")
+    with pytest.raises(InputError, match="DEMO_DATA=rules"):
+        pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
 
 
 def test_paper_scale_needs_its_files_and_caps_the_ablation_runs(tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from smart.report import load_evaluations, results_table, write_report
+from smart.report import AVERAGE, Evaluation, load_evaluations, paired, paired_table, results_table, write_report
 
 
 def fact(index: int, relevant: bool) -> dict:
@@ -73,13 +73,14 @@ def run(tmp_path: Path) -> Path:
     (tmp_path / "stages" / "eval_smart.json").write_text(json.dumps({"seconds": 12.4}))
     write_eval(tmp_path, "popqa_smart", "popqa", "smart", 40.0, POPQA_SMART,
                {"intent": 1, "locator": 1, "generator": 1})
-    write_eval(tmp_path, "pubhealth_smart", "pubhealth", "smart", 50.0, PUBHEALTH_SMART, {})
+    write_eval(tmp_path, "pubhealth_smart", "pubhealth", "smart", 100 / 3, PUBHEALTH_SMART, {})
     write_eval(tmp_path, "popqa_no_retrieval", "popqa", "no_retrieval", 20.0,
                [row(f"n{i}", "no_retrieval", float(i == 0), passages=0, gold=[]) for i in range(5)], {})
+    # the same items as SMART's (by id, in another order): p1-p3 right; PubHealth: h1 and h2 of SMART's three, wrong
     write_eval(tmp_path, "popqa_vanilla_rag", "popqa", "vanilla_rag", 60.0,
-               [row(f"v{i}", "vanilla_rag", float(i < 3), gold=[1]) for i in range(5)], {})
-    write_eval(tmp_path, "pubhealth_vanilla_rag", "pubhealth", "vanilla_rag", 50.0,
-               [row(f"w{i}", "vanilla_rag", float(i < 1)) for i in range(2)], {})
+               [row(f"p{i}", "vanilla_rag", float(i <= 3), gold=[1]) for i in range(1, 6)], {})
+    write_eval(tmp_path, "pubhealth_vanilla_rag", "pubhealth", "vanilla_rag", 0.0,
+               [row(f"h{i}", "vanilla_rag", 0.0) for i in (1, 2)], {})
     # grouped by the fields inside the metrics, whatever the file is called
     write_eval(tmp_path, "something_else", "arc_c", "modular", 100 / 3, ARC_MODULAR, {"locator": 2})
     return tmp_path
@@ -88,10 +89,17 @@ def run(tmp_path: Path) -> Path:
 TABLE = """\
 | Method | PopQA (match) | PubHealth (accuracy) | ARC-C (accuracy) | Average | fallbacks |
 |---|---:|---:|---:|---:|---:|
-| SMART (trained, 4 agents) | 40.0 | 50.0 | – | – | 3 |
-| Backbone alone (no retrieval) | 20.0 | – | – | – | 0 |
-| Backbone + the same top-3 passages (vanilla RAG) | 60.0 | 50.0 | – | – | 0 |
-| Prompted modular agents (same backbone, no training) | – | – | 33.3 | – | 2 |
+| SMART (trained, 4 agents) | 40.0 [0.0, 80.0] (n=5) | 33.3 [0.0, 100.0] (n=3) | – | – | 3 |
+| Backbone alone (no retrieval) | 20.0 [0.0, 60.0] (n=5) | – | – | – | 0 |
+| Backbone + the same top-3 passages (vanilla RAG) | 60.0 [20.0, 100.0] (n=5) | 0.0 [0.0, 0.0] (n=2) | – | – | 0 |
+| Prompted modular agents (same backbone, no training) | – | – | 33.3 [0.0, 100.0] (n=3) | – | 2 |
+"""
+PAIRED = """\
+| Task | n | SMART % | vanilla RAG % | SMART − vanilla RAG [95% CI] | reading |
+|---|---:|---:|---:|---:|---|
+| PopQA (match) | 5 | 40.0 | 60.0 | -20.0 [-60.0, 0.0] | within noise: the 95% CI includes zero |
+| PubHealth (accuracy) | 2 | 50.0 | 0.0 | +50.0 [0.0, 100.0] | within noise: the 95% CI includes zero |
+| Average over tasks | 7 | 45.0 | 30.0 | +15.0 [-20.0, 50.0] | within noise: the 95% CI includes zero |
 """
 
 
@@ -100,9 +108,36 @@ def test_results_table_rows_per_method_columns_per_task(run):
     assert results_table(evaluations) == TABLE
     without_arc = results_table([e for e in evaluations if e.task != "arc_c"]).splitlines()
     assert without_arc[0] == "| Method | PopQA (match) | PubHealth (accuracy) | Average | fallbacks |"
-    assert without_arc[2:] == ["| SMART (trained, 4 agents) | 40.0 | 50.0 | 45.0 | 3 |",
-                               "| Backbone alone (no retrieval) | 20.0 | – | – | 0 |",
-                               "| Backbone + the same top-3 passages (vanilla RAG) | 60.0 | 50.0 | 55.0 | 0 |"]
+    assert without_arc[2:] == [  # the average's CI: each task's items resampled on their own
+        "| SMART (trained, 4 agents) | 40.0 [0.0, 80.0] (n=5) | 33.3 [0.0, 100.0] (n=3) | 36.7 [10.0, 73.3] (n=8) "
+        "| 3 |",
+        "| Backbone alone (no retrieval) | 20.0 [0.0, 60.0] (n=5) | – | – | 0 |",
+        "| Backbone + the same top-3 passages (vanilla RAG) | 60.0 [20.0, 100.0] (n=5) | 0.0 [0.0, 0.0] (n=2) "
+        "| 30.0 [10.0, 50.0] (n=7) | 0 |"]
+
+
+def test_results_table_without_predictions_shows_no_interval(run):
+    evaluations = [Evaluation(e.task, e.method, e.metrics, []) for e in load_evaluations(run)]
+    smart = results_table(evaluations).splitlines()[2]
+    assert smart == "| SMART (trained, 4 agents) | 40.0 (n=5) | 33.3 (n=3) | – | – | 3 |"
+
+
+def scored(method: str, task: str, scores: list[float]) -> Evaluation:
+    return Evaluation(task, method, {"score": 100 * sum(scores) / len(scores), "n": len(scores)},
+                      [{"id": f"{task}{i}", "score": s} for i, s in enumerate(scores)])
+
+
+def test_paired_reads_the_interval():
+    ahead = paired([scored("smart", "popqa", [1.0] * 10), scored("vanilla_rag", "popqa", [0.0] * 10)])
+    assert [(p.task, p.n, p.difference, p.ci, p.reading) for p in ahead] == [("popqa", 10, 100.0, (100.0, 100.0),
+                                                                               "SMART ahead")]
+    behind = paired([scored("smart", t, [0.0] * 8) for t in ("popqa", "arc_c")]
+                    + [scored("vanilla_rag", t, [1.0] * 6 + [0.0] * 2) for t in ("popqa", "arc_c")])
+    assert [p.task for p in behind] == ["popqa", "arc_c", AVERAGE] and behind[-1].n == 16
+    assert behind[-1].difference == pytest.approx(-75.0) and behind[-1].ci[1] < 0
+    assert {p.reading for p in behind} == {"SMART behind"}
+    assert "| Average over tasks | 16 | 0.0 | 75.0 | -75.0 [" in paired_table(behind)
+    assert paired([scored("smart", "popqa", [1.0]), scored("vanilla_rag", "arc_c", [0.0])]) == []  # no task in common
 
 
 def ratio(hits: int, total: int) -> dict:
@@ -112,11 +147,12 @@ def ratio(hits: int, total: int) -> dict:
 def test_report_files_and_diagnostics(run):
     write_report(run, {"backbone": "tiny"})
     assert (run / "results_table.md").read_text() == TABLE
-    diagnostics = {(d["task"], d["method"]): d for d in json.loads((run / "diagnostics.json").read_text())}
+    written = json.loads((run / "diagnostics.json").read_text())
+    diagnostics = {(d["task"], d["method"]): d for d in written["evaluations"]}
     assert list(diagnostics) == [("popqa", "smart"), ("pubhealth", "smart"), ("popqa", "no_retrieval"),
                                  ("popqa", "vanilla_rag"), ("pubhealth", "vanilla_rag"), ("arc_c", "modular")]
     assert diagnostics["popqa", "smart"] == {
-        "task": "popqa", "method": "smart", "n": 5,
+        "task": "popqa", "method": "smart", "n": 5, "score": 40.0, "ci95": [0.0, 80.0],
         "intent well-formed": ratio(3, 5),  # p2 fallback, p5 problem
         "locator well-formed": ratio(3, 4),  # p4 has no passages; p3 fallback
         "generator well-formed": ratio(4, 5),  # p3
@@ -135,10 +171,17 @@ def test_report_files_and_diagnostics(run):
     assert modular["locator fallback"] == ratio(2, 3) and modular["citation precision"] is None
     assert modular["verdict word follows comparison"] is None
     baseline = diagnostics["popqa", "vanilla_rag"]
-    assert baseline["n"] == 5 and all(v is None for k, v in baseline.items() if k not in ("task", "method", "n"))
+    assert baseline["score"] == 60.0 and baseline["ci95"] == [20.0, 100.0]
+    assert baseline["n"] == 5 and all(v is None for k, v in baseline.items()
+                                      if k not in ("task", "method", "n", "score", "ci95"))
+
+    assert [(p["task"], p["n"], p["difference"], p["ci95"], p["reading"]) for p in written["smart_vs_vanilla_rag"]] == [
+        ("popqa", 5, -20.0, [-60.0, 0.0], "within noise"), ("pubhealth", 2, 50.0, [0.0, 100.0], "within noise"),
+        ("average", 7, 15.0, [-20.0, 50.0], "within noise")]
 
     report = (run / "report.md").read_text()
-    assert TABLE in report and "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
+    assert TABLE in report and "## SMART − vanilla RAG (paired)" in report and PAIRED in report
+    assert "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
     assert ("| SMART (trained, 4 agents) | PopQA (match) | 5 | 60.0 (3/5) | 75.0 (3/4) | 80.0 (4/5) | 33.3 (1/3) | "
             "50.0 (2/4) | 66.7 (2/3) | – | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
     assert "| Backbone alone (no retrieval) | PopQA (match) | 5 |" + " – |" * 10 in report
@@ -153,3 +196,11 @@ def test_same_task_and_method_twice_is_an_error(run):
     write_eval(run, "popqa_smart_rerun", "popqa", "smart", 0.0, POPQA_SMART, {})
     with pytest.raises(ValueError, match="popqa_smart_rerun.metrics.json"):
         load_evaluations(run)
+
+
+def test_report_without_vanilla_rag_skips_the_paired_section(run):
+    for path in (run / "eval").glob("*_vanilla_rag.*"):
+        path.unlink()
+    report = write_report(run, {}).read_text()
+    assert "SMART − vanilla RAG" not in report and "| SMART (trained, 4 agents) | 40.0 [0.0, 80.0] (n=5) |" in report
+    assert json.loads((run / "diagnostics.json").read_text())["smart_vs_vanilla_rag"] == []

@@ -1,0 +1,183 @@
+"""The demo's real questions (split, sample, dev files) and the offline answer-guided teacher, end to end through
+data_creation/create_data.sh."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from smart import trajectory as T
+from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_row
+from smart.intent import keyword_query
+from smart.io import InputError, write_jsonl
+from smart.locator import best_sentence, locate_by_answer
+from smart.real_questions import (DEV_TASK, SHAPES, check_row, load_real_questions, parse_mix, split,
+                                  training_sample)
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED = REPO / "data_creation" / "real_questions"
+PREPARE = REPO / "data_creation" / "prepare_real_questions.py"
+
+OPEN = {"id": "q1", "question": "What is the capital of Somalia?", "answers": ["Mogadishu"], "source": "s",
+        "evidence": "Mogadishu is the capital and most populous city of Somalia."}
+CLAIM = {"id": "c1", "question": "Somalia is in Africa.", "answers": ["true"], "label": "SUPPORTS",
+         "evidence": "[Somalia #0] Somalia is a country in the Horn of Africa."}
+CHOICE = {"id": "m1", "question": "Which metal is magnetic?", "answerKey": "B",
+          "choices": [{"label": "A", "text": "copper"}, {"label": "B", "text": "iron"}]}
+
+
+# ----------------------------------------------------------------------------------------------- split and sample
+def test_shipped_files_load_split_and_never_share_a_question():
+    by_shape = load_real_questions(SHIPPED)
+    assert all(len(by_shape[s]) >= 100 for s in SHAPES)
+    assert not any("curatedtrec" in r["source"] for rows in by_shape.values() for r in rows)  # regex answers
+    assert all(r.get("source") and r.get("source_location") for rows in by_shape.values() for r in rows)
+    pool, dev = split(by_shape, 200)
+    assert len(dev["open"]) == 200 and len(dev["claim"]) == len(by_shape["claim"]) // 2
+    dev_questions = {" ".join(r["question"].lower().split()) for rows in dev.values() for r in rows}
+    train_questions = {" ".join(r["question"].lower().split()) for rows in pool.values() for r in rows}
+    assert not dev_questions & train_questions
+    assert split(by_shape, 200) == (pool, dev)  # seeded
+
+
+def test_training_sample_follows_the_mix_and_moves_a_shortfall():
+    pool = {"open": [{"id": f"o{i}"} for i in range(100)], "claim": [{"id": f"c{i}"} for i in range(10)],
+            "choice": [{"id": f"m{i}"} for i in range(100)]}
+    items = training_sample(pool, 60, parse_mix("open=2,claim=1,choice=1"))
+    kinds = [r["id"][0] for r in items]
+    assert len(items) == 60 == len({r["id"] for r in items})
+    assert kinds.count("c") == 10 and kinds.count("o") == 30 and kinds.count("m") == 15 + 5  # most left: choice
+    with pytest.raises(InputError, match="only 210"):
+        training_sample(pool, 500, parse_mix("open=1"))
+    with pytest.raises(InputError, match="unknown shape 'dialogue'"):
+        parse_mix("dialogue=1")
+
+
+@pytest.mark.parametrize("row, field", [
+    ({"question": "q?", "answers": ["a"]}, "id"),
+    ({"id": "x", "question": "q?", "answers": []}, "answers"),
+    ({"id": "x", "question": "q?", "answers": ["a"], "evidence": ["list"]}, "evidence"),
+    ({**CHOICE, "answerKey": "E"}, "answerKey"),
+])
+def test_bad_rows_name_file_line_and_field(row, field):
+    with pytest.raises(InputError, match=rf"f\.jsonl:3.*{field}"):
+        check_row(row, "f.jsonl", 3)
+
+
+def test_loader_rejects_duplicate_ids_and_empty_folders(tmp_path):
+    with pytest.raises(InputError, match="no real-question files"):
+        load_real_questions(tmp_path)
+    write_jsonl(tmp_path / "a.jsonl", [OPEN])
+    write_jsonl(tmp_path / "b.jsonl", [OPEN])
+    with pytest.raises(InputError, match=r"b\.jsonl:1.*duplicate id 'q1'"):
+        load_real_questions(tmp_path)
+
+
+def test_prepare_cli_writes_dev_files_in_the_paper_shapes(tmp_path):
+    from smart.tasks import load_examples
+
+    folder = tmp_path / "questions"
+    write_jsonl(folder / "mixed.jsonl", [{**row, "id": f"{row['id']}{i}", "question": f"{row['question']} ({i})"}
+                                         for row in (OPEN, CLAIM, CHOICE) for i in range(6)])
+    done = subprocess.run([sys.executable, str(PREPARE), "--questions_dir", str(folder), "--output_dir", str(tmp_path / "out"),
+                           "--n_train", "6", "--n_dev", "2"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    for shape, task in DEV_TASK.items():
+        examples = load_examples(task, tmp_path / "out" / "dev_questions" / f"{task}.jsonl", need_passages=False)
+        assert len(examples) == 2
+    assert [ex.golds for ex in load_examples("pubhealth", tmp_path / "out" / "dev_questions" / "pubhealth.jsonl",
+                                             need_passages=False)] == [["true"], ["true"]]
+    train = [json.loads(x) for x in (tmp_path / "out" / "train_questions.jsonl").read_text().splitlines()]
+    assert len(train) == 6 and train[0]["evidence"] and not train[0]["evidence"].startswith("[")
+    bad = subprocess.run([sys.executable, str(PREPARE), "--questions_dir", str(tmp_path / "none"), "--output_dir",
+                          str(tmp_path / "x")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "no real-question files" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# ----------------------------------------------------------------------------------------------- the teacher
+def item(row: dict) -> dict:
+    return convert_row(check_row(row, "f", 1), "real", 1)
+
+
+PASSAGE = {"id": "9", "title": "Somalia", "text": "Somalia is a country in the Horn of Africa. It borders Ethiopia. "
+                                                  "Its capital is Mogadishu, the largest city of Somalia. Mogadishu has a port."}
+
+
+def test_keyword_query_drops_function_words():
+    assert keyword_query(item(OPEN)) == "capital Somalia"
+    assert keyword_query(item(CHOICE)) == "metal magnetic"
+    assert keyword_query(item(CLAIM)) == "Somalia Africa"
+
+
+def test_answer_locator_picks_the_sentence_that_answers_not_the_first():
+    qa = item({**OPEN, "evidence": ""})
+    assert qa["task_type"] == OPEN_QA and qa["answers"] == ["Mogadishu"]
+    assert best_sentence(qa, PASSAGE) == "Its capital is Mogadishu, the largest city of Somalia."
+    located = locate_by_answer({**qa, "answers": ["mogadishu"], "output": "mogadishu", "ctxs": [PASSAGE, {**PASSAGE, "title": "Port", "text": "Mogadishu."}]})
+    assert [c["relevant"] for c in located["ctxs"]] == [True, False]  # an answer alone, with no question word, is no fact
+    assert located["output"] == "Mogadishu" and located["flags"] == ["answer_from_fact"]  # spelled as the fact spells it
+
+
+def test_answer_locator_for_claims_and_choices():
+    claim = item(CLAIM)
+    assert claim["task_type"] == FACT_VERIFICATION and claim["evidence"] == ["Somalia is a country in the Horn of Africa."]
+    assert best_sentence(claim, PASSAGE) == "Somalia is a country in the Horn of Africa."
+    assert best_sentence({**claim, "evidence": []}, {**PASSAGE, "text": "Ethiopia borders Kenya."}) is None
+    mc = item(CHOICE)
+    assert mc["task_type"] == MULTIPLE_CHOICE and mc["answers"] == ["iron"] and mc["output"] == "iron (B)"
+    ctx = {"id": "1", "title": "Iron", "text": "Iron is common. Iron is a magnetic metal. Copper is not magnetic."}
+    assert best_sentence(mc, ctx) == "Iron is a magnetic metal."
+    missed = locate_by_answer({**mc, "ctxs": [{**ctx, "text": "Copper conducts heat."}]})
+    assert missed["flags"] == ["no_fact_located"] and missed["output"] == "iron (B)"
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+@pytest.fixture(scope="module")
+def real_corpus(tmp_path_factory, encoder_dir):
+    """The corpus articles of 4 shipped questions of each shape (plus 40 others), and those 12 questions."""
+    from smart.defaults import corpus_json
+    from smart.passages import vital_articles_to_tsv
+    from smart.retriever import embed_passages
+
+    by_shape = load_real_questions(SHIPPED)
+    rows = [r for s in SHAPES for r in by_shape[s][:4]]
+    corpus = json.loads(Path(corpus_json()).read_text())
+    wanted = {t for r in rows for t in r["titles"]}
+    keep = {k: a for k, a in corpus.items() if a["title"] in wanted} | {k: corpus[k] for k in sorted(corpus)[::250]}
+    folder = tmp_path_factory.mktemp("real_corpus")
+    (folder / "corpus.json").write_text(json.dumps(keep))
+    vital_articles_to_tsv(folder / "corpus.json", folder / "psgs.tsv")
+    embed_passages(str(encoder_dir), str(folder / "psgs.tsv"), str(folder / "emb"), progress=False)
+    return rows, folder / "psgs.tsv", str(folder / "emb" / "*")
+
+
+@pytest.mark.slow
+def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embedded_llm_dir):
+    rows, passages, embeddings = real_corpus
+    write_jsonl(tmp_path / "train.jsonl", rows)
+    env = {**os.environ, "TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": embeddings,
+           "PYTHON": sys.executable, "TOKENIZER": str(embedded_llm_dir)}
+    done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "train.jsonl"), "real",
+                           str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    longs = [json.loads(x) for x in (tmp_path / "out" / "real_long.jsonl").read_text().splitlines()]
+    shorts = [json.loads(x) for x in (tmp_path / "out" / "real_short.jsonl").read_text().splitlines()]
+    assert len(longs) == len(rows) and all(T.validate_record(r) == [] for r in longs + shorts)
+    located = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "work" / "located.jsonl").read_text().splitlines())}
+    assert {r["task_type"] for r in located.values()} == {OPEN_QA, FACT_VERIFICATION, MULTIPLE_CHOICE}
+    with_facts = [r for r in located.values() if any(c["relevant"] for c in r["ctxs"])]
+    assert len(with_facts) >= 0.75 * len(rows)  # each question's article is in the corpus
+    for r in with_facts:
+        facts = [c["fact"] for c in r["ctxs"] if c["relevant"]]
+        assert all(f in " ".join(c["text"].split()) for f, c in zip(facts, [c for c in r["ctxs"] if c["relevant"]]))
+        if r["task_type"] == OPEN_QA:  # the answer is written as the fact spells it
+            assert r["output"] in facts[0]
+        if r["task_type"] == MULTIPLE_CHOICE:  # the correct option, or the item's evidence sentence
+            assert any(r["answers"][0].lower() in f.lower() or f in r["evidence"][0] for f in facts)
+    stats = json.loads((tmp_path / "out" / "real_stats.json").read_text())
+    assert stats["items"] == len(rows) and stats["queries_per_item"] == 1.0
+    assert stats["flags"].get("no_fact_located", 0) == len(rows) - len(with_facts)
