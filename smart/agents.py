@@ -162,10 +162,15 @@ def run_no_retrieval(backend: Backend, examples: list[Example], retrieve: Retrie
             for ex, c, r in zip(examples, conversations, replies)]
 
 
+def rag_request(passages: list[tj.Passage], request: str) -> str:
+    """Vanilla RAG's user turn: the passages, then the request (also the answer-guided teacher's, smart.answer)."""
+    return f"Passages:\n{tj.render_passages(passages)}\n\n{request}"
+
+
 def run_vanilla_rag(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits) -> list[dict]:
     """The backbone answers with the top passages prepended to the same request."""
     hits = retrieve(examples, [[ex.question] for ex in examples])
-    conversations = [[{"role": "user", "content": f"Passages:\n{tj.render_passages(_passages(h))}\n\n{ex.request}"}]
+    conversations = [[{"role": "user", "content": rag_request(_passages(h), ex.request)}]
                      for ex, h in zip(examples, hits)]
     replies = backend.chat(conversations, limits.generator)
     return [_record(ex, "vanilla_rag", queries=[ex.question], passages=[{"id": x["id"], "title": x["title"]} for x in h],

@@ -140,6 +140,8 @@ def demo_setup(run: Path, data: Path) -> Setup:
         settings |= {"demo data": f"templates ({demo})", "span facts per 13 relations": span_facts}
     else:
         mix = env("MIX", ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()))
+        model_answers = env("MODEL_ANSWERS", "1") == "1"  # the backbone writes the open answers (smart/answer.py)
+        answers = {"ANSWER_TEACHER": "hf" if backend == "hf" else "vllm", "ANSWER_MODEL": llm} if model_answers else {}
         demo = data / f"real_{n_train}_{n_dev}_{mix.replace('=', '').replace(',', '_')}"
         dev_files = [str(demo / "dev" / f"{task}.jsonl") for task in DEV_TASKS]
         trajectories = demo / "trajectories"
@@ -155,10 +157,11 @@ def demo_setup(run: Path, data: Path) -> Setup:
                                   str(trajectories)], [Path(train_short), Path(train_long)],
                   ["retrieve_dev"],  # after the dev files too: training and evaluation wait for this last data stage
                   {"TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": f"{embeddings}/*", "PYTHON": PY,
-                   "TOKENIZER": llm, "N_DOCS": "3"}),
+                   "TOKENIZER": llm, "N_DOCS": "3", **answers}),
         ]
         settings |= {"demo data": f"real questions through create_data.sh, answer-guided teacher ({demo})",
-                     "training mix": mix}
+                     "training mix": mix, "open answers": "the backbone's where they hold the gold answer, else the gold"
+                     if model_answers else "the gold answers"}
     settings |= {"STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
                  "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                  "special tokens": "added" if special_tokens == "1" else "plain-text markers",

@@ -19,7 +19,8 @@ from smart.tasks import load_examples
 
 @pytest.fixture
 def demo(tmp_path, monkeypatch) -> pipeline.Setup:
-    for name in ("QUICK", "MAX_ARTICLES", "N_TRAIN", "N_DEV", "PRECISION", "NO_VLLM", "BACKEND", "DEMO_DATA", "MIX"):
+    for name in ("QUICK", "MAX_ARTICLES", "N_TRAIN", "N_DEV", "PRECISION", "NO_VLLM", "BACKEND", "DEMO_DATA", "MIX",
+                 "MODEL_ANSWERS"):
         monkeypatch.delenv(name, raising=False)
     return pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
 
@@ -80,6 +81,14 @@ def test_demo_data_comes_from_real_questions_through_create_data(demo, tmp_path,
     create = stages["create_data"]
     assert create.cmd[:3] == ["bash", "data_creation/create_data.sh", str(stages["real_questions"].outputs[0])]
     assert create.env["TEACHER"] == "answer" and create.after == ["retrieve_dev"]
+    assert create.env["ANSWER_TEACHER"] == "vllm" and create.env["ANSWER_MODEL"] == demo.base_model
+    monkeypatch.setenv("MODEL_ANSWERS", "0")
+    gold = {s.name: s for s in pipeline.quickstart_stages(pipeline.demo_setup(tmp_path / "run", tmp_path / "data"))}
+    assert "ANSWER_TEACHER" not in gold["create_data"].env
+    monkeypatch.setenv("NO_VLLM", "1")
+    monkeypatch.delenv("MODEL_ANSWERS")
+    hf = {s.name: s for s in pipeline.quickstart_stages(pipeline.demo_setup(tmp_path / "run", tmp_path / "data"))}
+    assert hf["create_data"].env["ANSWER_TEACHER"] == "hf"
     assert demo.train_short == str(create.outputs[0]) and demo.train_long == str(create.outputs[1])
     assert demo.eval_files == [str(p) for p in stages["retrieve_dev"].outputs] and demo.data_stage == "create_data"
     assert stages["stage1"].after == ["create_data"] and stages["eval_baselines"].cmd[-3:] == [

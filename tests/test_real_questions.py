@@ -15,6 +15,7 @@ from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_r
 from smart.intent import keyword_query
 from smart.io import InputError, write_jsonl
 from smart.locator import best_sentence, locate_by_answer
+from smart.metrics import match
 from smart.real_questions import (DEV_TASK, SHAPES, check_row, load_real_questions, parse_mix, split,
                                   training_sample)
 
@@ -135,6 +136,40 @@ def test_answer_locator_for_claims_and_choices():
     assert missed["flags"] == ["no_fact_located"] and missed["output"] == "iron (B)"
 
 
+def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_path):
+    from openai_stub import StubOpenAI
+
+    from smart.answer import answer_span, run_answers
+    from smart.teacher import OpenAITeacher
+
+    assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
+    assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) == (
+        "It lies in Africa. The capital is Mogadishu.")
+    assert answer_span("A. B. The capital is Mogadishu.", ["Mogadishu"]) is None  # past the second sentence
+    assert answer_span("\n\nMogadishu!", ["Mogadishu"]) == "Mogadishu!"
+    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast.", "river": "It is the Nile. Or not."}
+    questions = {"capital": "What is the capital of Somalia?", "river": "Which river flows past Mogadishu?"}
+    located = [{**item({**OPEN, "id": key, "question": q, "answers": ["Mogadishu" if key == "capital" else "Shebelle"]}),
+                "ctxs": [PASSAGE]} for key, q in questions.items()]
+    located.append({**item(CLAIM), "ctxs": [PASSAGE]})
+    seen = []
+
+    def respond(messages: list[dict]) -> str:
+        seen.append(messages)
+        return next(reply for key, reply in replies.items() if key in messages[-1]["content"].lower())
+
+    write_jsonl(tmp_path / "located.jsonl", located)
+    with StubOpenAI(respond=respond) as server:
+        summary = run_answers(str(tmp_path / "located.jsonl"), str(tmp_path / "answered.jsonl"),
+                              OpenAITeacher("stub", base_url=server.url, max_retries=1, backoff_base=0.01))
+    out = {r["id"]: r for r in map(json.loads, (tmp_path / "answered.jsonl").read_text().splitlines())}
+    assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu, on the coast."
+    assert out["real_river"]["output"] == "Shebelle" and out["real_river"]["flags"] == ["answer_gold"]
+    assert out["real_c1"] == {**located[2]}  # a claim keeps its label, unasked
+    assert len(seen) == 2 and seen[0][0]["content"].startswith("Passages:\n[1] Somalia\n")  # vanilla RAG's prompt
+    assert summary.flags == {"answer_by_model": 1, "answer_gold": 1}
+
+
 # ----------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def real_corpus(tmp_path_factory, encoder_dir):
@@ -160,24 +195,26 @@ def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embed
     rows, passages, embeddings = real_corpus
     write_jsonl(tmp_path / "train.jsonl", rows)
     env = {**os.environ, "TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": embeddings,
-           "PYTHON": sys.executable, "TOKENIZER": str(embedded_llm_dir)}
+           "PYTHON": sys.executable, "TOKENIZER": str(embedded_llm_dir), "ANSWER_TEACHER": "hf",
+           "ANSWER_MODEL": str(embedded_llm_dir)}
     done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "train.jsonl"), "real",
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     longs = [json.loads(x) for x in (tmp_path / "out" / "real_long.jsonl").read_text().splitlines()]
     shorts = [json.loads(x) for x in (tmp_path / "out" / "real_short.jsonl").read_text().splitlines()]
     assert len(longs) == len(rows) and all(T.validate_record(r) == [] for r in longs + shorts)
-    located = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "work" / "located.jsonl").read_text().splitlines())}
+    located = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "work" / "answered.jsonl").read_text().splitlines())}
     assert {r["task_type"] for r in located.values()} == {OPEN_QA, FACT_VERIFICATION, MULTIPLE_CHOICE}
     with_facts = [r for r in located.values() if any(c["relevant"] for c in r["ctxs"])]
     assert len(with_facts) >= 0.75 * len(rows)  # each question's article is in the corpus
     for r in with_facts:
         facts = [c["fact"] for c in r["ctxs"] if c["relevant"]]
         assert all(f in " ".join(c["text"].split()) for f, c in zip(facts, [c for c in r["ctxs"] if c["relevant"]]))
-        if r["task_type"] == OPEN_QA:  # the answer is written as the fact spells it
-            assert r["output"] in facts[0]
+        if r["task_type"] == OPEN_QA:  # the model's answer holding a gold one, or the gold as the fact spells it
+            assert match(r["output"], r["answers"]) if "answer_by_model" in r["flags"] else r["output"] in facts[0]
         if r["task_type"] == MULTIPLE_CHOICE:  # the correct option, or the item's evidence sentence
             assert any(r["answers"][0].lower() in f.lower() or f in r["evidence"][0] for f in facts)
     stats = json.loads((tmp_path / "out" / "real_stats.json").read_text())
     assert stats["items"] == len(rows) and stats["queries_per_item"] == 1.0
     assert stats["flags"].get("no_fact_located", 0) == len(rows) - len(with_facts)
+    assert stats["flags"].get("answer_by_model", 0) + stats["flags"]["answer_gold"] == 4  # the open questions only

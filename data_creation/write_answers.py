@@ -1,0 +1,36 @@
+"""Optional step between fact locating and combine: a chat model writes the open questions' answers.
+
+    python data_creation/write_answers.py --input_file work/located.jsonl --output_file work/answered.jsonl \\
+        --teacher vllm --model_name embedded --concurrency 64
+
+The model answers each open question as vanilla RAG would (its chat template, the item's retrieved passages, then
+the request; greedy). The fewest leading sentences of its answer that hold a gold answer become the item's answer
+(flag `answer_by_model`); where none does, the gold answer stays (`answer_gold`). Claims and multiple-choice items
+pass through unchanged. Resumable (a rerun skips finished ids); the summary goes to <output_file>.summary.json.
+data_creation/create_data.sh runs it when ANSWER_TEACHER is set (ANSWER_MODEL names the model).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+
+from smart.answer import run_answers
+from smart.io import InputError
+from smart.teacher import add_teacher_args, cli_errors, make_teacher, report
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--input_file", required=True, help="located items (locate_facts.py), .json or .jsonl")
+    p.add_argument("--output_file", required=True, help="resumable .jsonl output")
+    add_teacher_args(p, max_tokens=48)
+    args = p.parse_args(argv)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    with cli_errors():
+        if args.teacher == "answer":
+            raise InputError("--teacher answer writes no answers: name a model teacher (openai, hf or vllm)")
+        report(args.output_file, run_answers(args.input_file, args.output_file, make_teacher(args), args.concurrency))
+
+
+if __name__ == "__main__":
+    main()
