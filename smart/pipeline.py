@@ -3,7 +3,8 @@
 Each stage is the very command a researcher would type (printed before it runs). A stage is skipped when its
 command, its environment and the stages it depends on are unchanged since it last succeeded (state in
 `<run>/stages/<name>.json`); a run killed anywhere restarts at the stage it was in (the stages themselves resume
-where they can). Two scales build the same stages:
+where they can), while a stage run under changed settings first removes the earlier results it would otherwise
+resume from (`Stage.fresh`: an evaluation's predictions). Two scales build the same stages:
 - demo (`demo_setup`): the embedded defaults; sizes from the quickstart's environment variables
   (`scripts/quickstart.sh` lists them); the data stages build the corpus, embeddings and demo trajectories first.
 - paper (`paper_setup`): your base model, trajectory files and the paper's five evaluation files (`PAPER=1`).
@@ -42,6 +43,7 @@ class Stage:
     outputs: list[Path]
     after: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    fresh: list[Path] = field(default_factory=list)  # removed before a run under new settings (a resume keeps them)
 
 
 def env(name: str, default: str) -> str:
@@ -76,6 +78,18 @@ class Setup:
 
     def metrics(self, out_dir: Path, methods: list[str] | tuple[str, ...]) -> list[Path]:
         return [out_dir / f"{task}_{method}.metrics.json" for task in self.tasks for method in methods]
+
+    def predictions(self, out_dir: Path, methods: list[str] | tuple[str, ...]) -> list[Path]:
+        """Every file an evaluation writes (predictions, metrics, viewer page): run_eval.py resumes from the
+        predictions, so a changed stage must start without them."""
+        return [out_dir / f"{task}_{method}{suffix}" for task in self.tasks for method in methods
+                for suffix in (".jsonl", ".metrics.json", ".html")]
+
+    def evaluation(self, name: str, out_dir: Path, model: str, methods: list[str] | tuple[str, ...], after: list[str],
+                   extra: list[str] | None = None) -> "Stage":
+        """The stage evaluating `methods` of `model` into `out_dir`."""
+        return Stage(name, self.evaluate(out_dir, model, list(methods), extra), self.metrics(out_dir, methods), after,
+                     fresh=self.predictions(out_dir, methods))
 
     def after_data(self) -> list[str]:
         return [self.data_stage] if self.data_stage else []
@@ -216,10 +230,8 @@ def core_stages(s: Setup) -> list[Stage]:
     return [
         training_stage(s, "stage1", s.base_model, s.train_short, s.after_data(), script="short"),
         training_stage(s, "stage2", merged(s, "stage1"), s.train_long, ["stage1"]),
-        Stage("eval_smart", s.evaluate(eval_dir, merged(s, "stage2"), ["smart"]), s.metrics(eval_dir, ["smart"]),
-              ["stage2"]),
-        Stage("eval_baselines", s.evaluate(eval_dir, s.baseline_model, list(s.baselines), s.baseline_args),
-              s.metrics(eval_dir, s.baselines), s.after_data()),
+        s.evaluation("eval_smart", eval_dir, merged(s, "stage2"), ["smart"], ["stage2"]),
+        s.evaluation("eval_baselines", eval_dir, s.baseline_model, s.baselines, s.after_data(), s.baseline_args),
     ]
 
 
@@ -269,15 +281,12 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
     capped = {"MAX_TRAIN_SAMPLES": str(s.ablation_samples)} if s.ablation_samples else {}
 
     def trained_eval(name: str, train: Stage, method: str) -> list[Stage]:
-        out = tables / name
-        return [train, Stage(f"eval_{name}", s.evaluate(out, merged(s, train.name), [method]),
-                             s.metrics(out, [method]), [train.name])]
+        return [train, s.evaluation(f"eval_{name}", tables / name, merged(s, train.name), [method], [train.name])]
 
     extra: list[Stage] = []
     if table == "table3":  # the inference ablation first: it needs no training
         methods = list(INFERENCE_ABLATIONS.values())
-        extra.append(Stage("eval_inference_ablation", s.evaluate(tables / "infer", merged(s, "stage2"), methods),
-                           s.metrics(tables / "infer", methods), ["stage2"]))
+        extra.append(s.evaluation("eval_inference_ablation", tables / "infer", merged(s, "stage2"), methods, ["stage2"]))
         extra.append(Stage("ablation_data", [PY, "data_creation/make_ablation_data.py", "--input_file", s.train_long,
                                              "--output_dir", str(ablation_data)],
                            [ablation_data / f"train_long_{a}.jsonl" for a in INFERENCE_ABLATIONS], s.after_data()))
@@ -288,8 +297,7 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
             extra += trained_eval(name, training_stage(s, name, s.base_model, data, after, extra_env=capped),
                                   "smart" if a == "full" else f"smart_{a}")
     elif table == "table4":
-        extra.append(Stage("eval_short", s.evaluate(tables / "short", merged(s, "stage1"), ["smart"]),
-                           s.metrics(tables / "short", ["smart"]), ["stage1"]))
+        extra.append(s.evaluation("eval_short", tables / "short", merged(s, "stage1"), ["smart"], ["stage1"]))
         name = long_only_stage(s)
         extra += trained_eval(name, training_stage(s, name, s.base_model, s.train_long, s.after_data()), "smart")
     elif table != "table2":
@@ -317,11 +325,9 @@ def handwritten_stages(s: Setup) -> list[Stage]:
         Stage("retrieve_handwritten", [PY, "multi_agent/passage_retrieval.py", *flags, "--data", f"{HANDWRITTEN_DIR}/*.jsonl",
                                        "--output_dir", str(data), "--n_docs", "3"],
               [data / f.name for f in files], ["embed"]),
-        Stage("eval_handwritten_smart", hw.evaluate(out, merged(s, "stage2"), ["smart"]), hw.metrics(out, ["smart"]),
-              ["stage2", "retrieve_handwritten"]),
-        Stage("eval_handwritten_baselines", hw.evaluate(out, s.baseline_model, list(HANDWRITTEN_BASELINES),
-                                                        s.baseline_args),
-              hw.metrics(out, HANDWRITTEN_BASELINES), ["retrieve_handwritten"]),
+        hw.evaluation("eval_handwritten_smart", out, merged(s, "stage2"), ["smart"], ["stage2", "retrieve_handwritten"]),
+        hw.evaluation("eval_handwritten_baselines", out, s.baseline_model, HANDWRITTEN_BASELINES,
+                      ["retrieve_handwritten"], s.baseline_args),
     ]
     return s.data_stages + stages
 
@@ -367,6 +373,15 @@ def run_stages(stages: list[Stage], run: Path) -> float:
         if state.get("key") == key and all(p.exists() for p in stage.outputs):
             print(f"[{i}/{len(stages)}] {stage.name}: cached ({state['seconds']:.0f} s when run)", flush=True)
             continue
+        running = state_dir / f"{stage.name}.running"
+        if (running.read_text() if running.exists() else None) != key:  # not a resume of these settings
+            stale = [p for p in stage.fresh if p.exists()]
+            for path in stale:
+                path.unlink()
+            if stale:
+                print(f"[{i}/{len(stages)}] {stage.name}: settings changed, removed {len(stale)} earlier result files",
+                      flush=True)
+            running.write_text(key)
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env.items())
         print(f"\n[{i}/{len(stages)}] {stage.name}: {shown} {shlex.join(stage.cmd)}", flush=True)
         start = time.time()
@@ -378,5 +393,6 @@ def run_stages(stages: list[Stage], run: Path) -> float:
         if missing:
             sys.exit(f"stage {stage.name} finished but did not write {missing}")
         write_json(state_file, {"key": key, "seconds": seconds, "cmd": stage.cmd, "env": stage.env})
+        running.unlink()
         print(f"[{i}/{len(stages)}] {stage.name}: done in {seconds:.0f} s", flush=True)
     return time.time() - total

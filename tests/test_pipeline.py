@@ -150,6 +150,36 @@ def test_run_stages_caches_reruns_on_change_and_fails_clearly(tmp_path, capsys):
     assert not (run / "stages" / "d.json").exists()
 
 
+def test_a_stage_rerun_under_new_settings_starts_without_its_earlier_results(tmp_path, capsys):
+    """A resumable command (here: appends to its results file) resumes a killed run of the same settings, but a run
+    under changed settings must not resume from the results of the old ones (run_eval.py skips finished ids)."""
+    run, results = tmp_path / "run", tmp_path / "preds.jsonl"
+
+    def stage(setting: str) -> pipeline.Stage:  # fails while the file `kill` exists
+        code = (f"import os; open({str(results)!r}, 'a').write({setting!r} + chr(10)); "
+                f"open({str(tmp_path / 'done')!r}, 'w').write('x'); "
+                f"raise SystemExit(os.path.exists({str(tmp_path / 'kill')!r}))")
+        return pipeline.Stage("eval", [sys.executable, "-c", code], [tmp_path / "done"], fresh=[results])
+
+    results.write_text("stale\n")  # left by an older run of another model
+    (tmp_path / "kill").write_text("")
+    with pytest.raises(SystemExit):
+        pipeline.run_stages([stage("old")], run)
+    assert results.read_text() == "old\n"
+    (tmp_path / "kill").unlink()
+    pipeline.run_stages([stage("old")], run)  # the same settings: a resume keeps what the killed run wrote
+    assert results.read_text() == "old\nold\n"
+    pipeline.run_stages([stage("new")], run)
+    assert results.read_text() == "new\n" and "settings changed, removed 1 earlier result files" in capsys.readouterr().out
+
+
+def test_evaluation_stages_name_their_prediction_files_as_fresh(demo):
+    stages = {s.name: s for s in pipeline.quickstart_stages(demo)}
+    fresh = stages["eval_smart"].fresh
+    assert demo.run / "eval" / "popqa_smart.jsonl" in fresh and demo.run / "eval" / "arc_c_smart.html" in fresh
+    assert len(fresh) == 3 * 3 and not stages["stage1"].fresh
+
+
 def alive(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:
