@@ -104,7 +104,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
     if env("DEMO_DATA", "real") not in ("real", "templates"):
         raise InputError(f"DEMO_DATA={env('DEMO_DATA', '')}: choose real or templates")
     max_articles = int(env("MAX_ARTICLES", "2000" if quick and templates else "0"))
-    n_train = env("N_TRAIN", "64" if quick else "200")
+    n_train = env("N_TRAIN", "64" if quick else "260" if not templates else "200")
     n_dev = env("N_DEV", ("20" if quick else "50") if templates else ("50" if quick else "200"))
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")
@@ -180,7 +180,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
                  "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                  "special tokens": "added" if special_tokens == "1" else "plain-text markers",
                  "ndocs": "3", "decoding": "greedy"}
-    eval_args = ["--backend", backend, "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "48"),
+    eval_args = ["--backend", backend, "--ndocs", "3", "--max_new_tokens", env("MAX_NEW_TOKENS", "64"),
                  "--max_locator_tokens", env("MAX_LOCATOR_TOKENS", "160")]
     return Setup(run, llm, llm, train_short, train_long, list(DEV_TASKS), dev_files, train_env, stage2_env, eval_args,
                  ["--dtype", eval_dtype], data_stages, data_stages[-1].name, settings,

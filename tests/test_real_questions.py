@@ -143,20 +143,22 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     from smart.teacher import OpenAITeacher
 
     assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
-    assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) == (
-        "It lies in Africa. The capital is Mogadishu.")
-    assert answer_span("A. B. The capital is Mogadishu.", ["Mogadishu"]) is None  # past the second sentence
+    assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
     assert answer_span("\n\nMogadishu!", ["Mogadishu"]) == "Mogadishu!"
-    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast.", "river": "It is the Nile. Or not."}
-    questions = {"capital": "What is the capital of Somalia?", "river": "Which river flows past Mogadishu?"}
-    located = [{**item({**OPEN, "id": key, "question": q, "answers": ["Mogadishu" if key == "capital" else "Shebelle"]}),
-                "ctxs": [PASSAGE]} for key, q in questions.items()]
+    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast. It is large.",
+               "river": "It is the Nile.", "port": "It is Berbera."}
+    told = {"river": "The Shebelle flows past Mogadishu.", "port": "No idea."}
+    golds = {"capital": "Mogadishu", "river": "Shebelle", "port": "Kismayo"}
+    located = [{**item({**OPEN, "id": key, "question": f"Which {key}?", "answers": [gold]}), "ctxs": [PASSAGE]}
+               for key, gold in golds.items()]
     located.append({**item(CLAIM), "ctxs": [PASSAGE]})
     seen = []
 
     def respond(messages: list[dict]) -> str:
-        seen.append(messages)
-        return next(reply for key, reply in replies.items() if key in messages[-1]["content"].lower())
+        content = messages[-1]["content"]
+        seen.append(content)
+        key = next(k for k in golds if f"Which {k}?" in content)
+        return told[key] if "The answer is" in content else replies[key]
 
     write_jsonl(tmp_path / "located.jsonl", located)
     with StubOpenAI(respond=respond) as server:
@@ -164,10 +166,14 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
                               OpenAITeacher("stub", base_url=server.url, max_retries=1, backoff_base=0.01))
     out = {r["id"]: r for r in map(json.loads, (tmp_path / "answered.jsonl").read_text().splitlines())}
     assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu, on the coast."
-    assert out["real_river"]["output"] == "Shebelle" and out["real_river"]["flags"] == ["answer_gold"]
-    assert out["real_c1"] == {**located[2]}  # a claim keeps its label, unasked
-    assert len(seen) == 2 and seen[0][0]["content"].startswith("Passages:\n[1] Somalia\n")  # vanilla RAG's prompt
-    assert summary.flags == {"answer_by_model": 1, "answer_gold": 1}
+    assert out["real_capital"]["flags"] == ["answer_by_model"]
+    assert out["real_river"]["output"] == "The Shebelle flows past Mogadishu."  # told the gold answer
+    assert out["real_river"]["flags"] == ["answer_by_model_told"]
+    assert out["real_port"]["output"] == "Kismayo" and out["real_port"]["flags"] == ["answer_gold"]
+    assert out["real_c1"] == {**located[3]}  # a claim keeps its label, unasked
+    assert len(seen) == 5 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)  # vanilla RAG's prompt
+    assert sum("The answer is Shebelle." in c for c in seen) == 1
+    assert summary.flags == {"answer_by_model": 1, "answer_by_model_told": 1, "answer_gold": 1}
 
 
 # ----------------------------------------------------------------------------------------------- end to end
@@ -211,10 +217,11 @@ def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embed
         facts = [c["fact"] for c in r["ctxs"] if c["relevant"]]
         assert all(f in " ".join(c["text"].split()) for f, c in zip(facts, [c for c in r["ctxs"] if c["relevant"]]))
         if r["task_type"] == OPEN_QA:  # the model's answer holding a gold one, or the gold as the fact spells it
-            assert match(r["output"], r["answers"]) if "answer_by_model" in r["flags"] else r["output"] in facts[0]
+            assert match(r["output"], r["answers"]) if "answer_gold" not in r["flags"] else r["output"] in facts[0]
         if r["task_type"] == MULTIPLE_CHOICE:  # the correct option, or the item's evidence sentence
             assert any(r["answers"][0].lower() in f.lower() or f in r["evidence"][0] for f in facts)
     stats = json.loads((tmp_path / "out" / "real_stats.json").read_text())
     assert stats["items"] == len(rows) and stats["queries_per_item"] == 1.0
     assert stats["flags"].get("no_fact_located", 0) == len(rows) - len(with_facts)
-    assert stats["flags"].get("answer_by_model", 0) + stats["flags"]["answer_gold"] == 4  # the open questions only
+    answered = ("answer_by_model", "answer_by_model_told", "answer_gold")
+    assert sum(stats["flags"].get(f, 0) for f in answered) == 4  # the open questions only
