@@ -4,8 +4,8 @@
         --teacher vllm --model_name embedded --concurrency 64
 
 The model answers each open question as vanilla RAG would (its chat template, the item's retrieved passages, then
-the request; greedy). The fewest leading sentences of its answer that hold a gold answer become the item's answer
-(flag `answer_by_model`); where none does, the gold answer stays (`answer_gold`). Claims and multiple-choice items
+the request; greedy). The first sentence of its answer becomes the item's answer when it holds a gold answer (flag
+`answer_by_model`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items
 pass through unchanged. Resumable (a rerun skips finished ids); the summary goes to <output_file>.summary.json.
 data_creation/create_data.sh runs it when ANSWER_TEACHER is set (ANSWER_MODEL names the model).
 """

@@ -2,10 +2,9 @@
 
 An open question's answer is written by a chat model (the demo: the backbone itself) as vanilla RAG would answer it
 (the model's chat template; the item's retrieved passages, then the request; greedy). Its first sentence is kept when
-it holds a gold answer (flag `answer_by_model`). Otherwise the model is asked again, told the gold answer (as the
-paper's teacher is), for one sentence that answers the question with it; that sentence is kept when it holds the gold
-answer (`answer_by_model_told`); else the gold answer itself stays (`answer_gold`). So the generator learns answers
-in the model's own words. Claims and multiple-choice items keep their label and option answers, and pass through.
+it holds a gold answer (flag `answer_by_model`); otherwise the gold answer stays (`answer_gold`). So the generator
+learns answers in the model's own words where those are right, and the gold answer where they are not. Claims and
+multiple-choice items keep their label and option answers, and pass through unchanged.
 """
 from __future__ import annotations
 
@@ -18,14 +17,10 @@ from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import Passage, normalize_space
 
 ANSWERED_TASKS = (OPEN_QA, MULTI_HOP_QA, AMBIGUOUS_QA)
-TOLD = "The answer is {answer}. Answer the question in one sentence that contains this answer."
-
-
-def answer_messages(item: dict, told: str | None = None) -> list[dict]:
-    """The vanilla-RAG chat prompt of an item (its passages, then its request), with TOLD after it when `told`."""
+def answer_messages(item: dict) -> list[dict]:
+    """The vanilla-RAG chat prompt of an item: its passages, then its request."""
     passages = [Passage.from_ctx(ctx) for ctx in item["ctxs"]]
-    content = rag_request(passages, item_request(item))
-    return [{"role": "user", "content": content + ("\n\n" + TOLD.format(answer=told) if told else "")}]
+    return [{"role": "user", "content": rag_request(passages, item_request(item))}]
 
 
 def answer_span(reply: str, golds: list[str]) -> str | None:
@@ -40,13 +35,9 @@ async def write_answer(item: dict, teacher) -> dict:
     if item.get("task_type") not in ANSWERED_TASKS:
         return item
     golds = [a for a in item.get("answers") or [item["output"]] if isinstance(a, str)]
-    flag, span = "answer_by_model", answer_span((await teacher.chat(answer_messages(item))).text, golds)
-    if span is None:
-        flag, span = "answer_by_model_told", answer_span((await teacher.chat(answer_messages(item, item["output"]))).text,
-                                                         [item["output"]])
-    if span is None:
-        flag, span = "answer_gold", item["output"]
-    return {**item, "output": span, "flags": item.get("flags", []) + [flag]}
+    span = answer_span((await teacher.chat(answer_messages(item))).text, golds)
+    flag = "answer_by_model" if span else "answer_gold"
+    return {**item, "output": span or item["output"], "flags": item.get("flags", []) + [flag]}
 
 
 def run_answers(input_file: str, output_file: str, teacher, concurrency: int = 8) -> RunSummary:

@@ -104,7 +104,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
     if env("DEMO_DATA", "real") not in ("real", "templates"):
         raise InputError(f"DEMO_DATA={env('DEMO_DATA', '')}: choose real or templates")
     max_articles = int(env("MAX_ARTICLES", "2000" if quick and templates else "0"))
-    n_train = env("N_TRAIN", "64" if quick else "260" if not templates else "200")
+    n_train = env("N_TRAIN", "64" if quick else "200")
     n_dev = env("N_DEV", ("20" if quick else "50") if templates else ("50" if quick else "200"))
     epochs1 = env("STAGE1_EPOCHS", "1")
     epochs2 = env("STAGE2_EPOCHS", "1")

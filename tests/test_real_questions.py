@@ -145,10 +145,8 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
     assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
     assert answer_span("\n\nMogadishu!", ["Mogadishu"]) == "Mogadishu!"
-    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast. It is large.",
-               "river": "It is the Nile.", "port": "It is Berbera."}
-    told = {"river": "The Shebelle flows past Mogadishu.", "port": "No idea."}
-    golds = {"capital": "Mogadishu", "river": "Shebelle", "port": "Kismayo"}
+    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast. It is large.", "river": "It is the Nile."}
+    golds = {"capital": "Mogadishu", "river": "Shebelle"}
     located = [{**item({**OPEN, "id": key, "question": f"Which {key}?", "answers": [gold]}), "ctxs": [PASSAGE]}
                for key, gold in golds.items()]
     located.append({**item(CLAIM), "ctxs": [PASSAGE]})
@@ -157,8 +155,7 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     def respond(messages: list[dict]) -> str:
         content = messages[-1]["content"]
         seen.append(content)
-        key = next(k for k in golds if f"Which {k}?" in content)
-        return told[key] if "The answer is" in content else replies[key]
+        return replies[next(k for k in golds if f"Which {k}?" in content)]
 
     write_jsonl(tmp_path / "located.jsonl", located)
     with StubOpenAI(respond=respond) as server:
@@ -167,13 +164,10 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     out = {r["id"]: r for r in map(json.loads, (tmp_path / "answered.jsonl").read_text().splitlines())}
     assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu, on the coast."
     assert out["real_capital"]["flags"] == ["answer_by_model"]
-    assert out["real_river"]["output"] == "The Shebelle flows past Mogadishu."  # told the gold answer
-    assert out["real_river"]["flags"] == ["answer_by_model_told"]
-    assert out["real_port"]["output"] == "Kismayo" and out["real_port"]["flags"] == ["answer_gold"]
-    assert out["real_c1"] == {**located[3]}  # a claim keeps its label, unasked
-    assert len(seen) == 5 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)  # vanilla RAG's prompt
-    assert sum("The answer is Shebelle." in c for c in seen) == 1
-    assert summary.flags == {"answer_by_model": 1, "answer_by_model_told": 1, "answer_gold": 1}
+    assert out["real_river"]["output"] == "Shebelle" and out["real_river"]["flags"] == ["answer_gold"]
+    assert out["real_c1"] == {**located[2]}  # a claim keeps its label, unasked
+    assert len(seen) == 2 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)  # vanilla RAG's prompt
+    assert summary.flags == {"answer_by_model": 1, "answer_gold": 1}
 
 
 # ----------------------------------------------------------------------------------------------- end to end
@@ -223,5 +217,4 @@ def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embed
     stats = json.loads((tmp_path / "out" / "real_stats.json").read_text())
     assert stats["items"] == len(rows) and stats["queries_per_item"] == 1.0
     assert stats["flags"].get("no_fact_located", 0) == len(rows) - len(with_facts)
-    answered = ("answer_by_model", "answer_by_model_told", "answer_gold")
-    assert sum(stats["flags"].get(f, 0) for f in answered) == 4  # the open questions only
+    assert stats["flags"].get("answer_by_model", 0) + stats["flags"]["answer_gold"] == 4  # the open questions only
