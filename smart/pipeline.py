@@ -251,7 +251,7 @@ def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
     """Where each row of ours comes from: (evaluation folder under the run, method); rows follow smart.paper."""
     eval_dir, tables = s.run / "eval", s.run / "tables"
     return {
-        "table2": {m: (eval_dir, m) for m in ("smart", *s.baselines)},
+        "table2": {m: (eval_dir, m) for m in ("smart", *BASELINES)},
         "table3": {**{f"train_{a}": (tables / f"train_long_{a}", "smart" if a == "full" else f"smart_{a}")
                       for a in TRAINING_ABLATIONS},
                    "infer_full": (eval_dir, "smart"),
@@ -300,6 +300,9 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
         extra.append(s.evaluation("eval_short", tables / "short", merged(s, "stage1"), ["smart"], ["stage1"]))
         name = long_only_stage(s)
         extra += trained_eval(name, training_stage(s, name, s.base_model, s.train_long, s.after_data()), "smart")
+    elif table == "table2" and (rest := [m for m in BASELINES if m not in s.baselines]):  # the quickstart's skipped
+        extra.append(s.evaluation("eval_table2_baselines", s.run / "eval", s.baseline_model, rest, s.after_data(),
+                                  s.baseline_args))
     elif table != "table2":
         raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
     core = [st for st in core_stages(s) if table != "table3" or st.name != "eval_baselines"]

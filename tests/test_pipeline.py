@@ -40,7 +40,9 @@ def test_tables_share_the_quickstart_stages(demo):
     for table, stage_keys in tables.items():  # the same commands, hence the same cache entries
         assert all(stage_keys[name] == quickstart[name] for name in stage_keys if name in quickstart), table
     assert "eval_baselines" not in tables["table3"] and "eval_baselines" in tables["table4"]
-    assert set(tables["table2"]) == set(quickstart) - {"report"}
+    assert set(tables["table2"]) == set(quickstart) - {"report"} | {"eval_table2_baselines"}  # + the modular agents
+    modular = {s.name: s for s in pipeline.table_stages("table2", demo)}["eval_table2_baselines"]
+    assert modular.cmd[-2:] == ["--method", "modular"] and modular.outputs == demo.metrics(demo.run / "eval", ["modular"])
     assert [n for n in tables["table3"] if n.startswith("train_long_")] == [
         "train_long_full", "train_long_no_intent", "train_long_no_locator", "train_long_generator_only"]
     assert tables["table4"]["train_long_full"] == tables["table3"]["train_long_full"]  # one long-only run for both
