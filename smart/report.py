@@ -7,6 +7,7 @@ Evaluations are grouped by the `task` and `method` fields of their metrics, not 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -320,6 +321,18 @@ def examples(evaluations: list[Evaluation], correct: int = 2, wrong: int = 1) ->
     return picked
 
 
+def constant_answers(evaluations: list[Evaluation]) -> dict[str, tuple[str, float]]:
+    """Per accuracy task (gold labels: PubHealth, ARC-C): its most common gold label and the score (%) of answering
+    it for every item, the floor a method must clear to have learnt more than the label prior."""
+    out = {}
+    for e in evaluations:
+        if e.task not in out and e.rows and "label" in e.rows[0]:
+            labels = Counter(r["golds"][0] for r in e.rows)
+            label, count = labels.most_common(1)[0]
+            out[e.task] = (label, 100 * count / len(e.rows))
+    return out
+
+
 def write_report(run: Path, settings: dict[str, str]) -> Path:
     """Write report.md, results_table.md, diagnostics.json and the plots into `run`; return report.md's path."""
     run = Path(run)
@@ -332,6 +345,9 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
     out = ["# SMART quickstart report", "", "## Results (Table 2)", "",
            f"Score % [bootstrap 95% CI, {RESAMPLES:,} resamples of the items] (n=items); the average's CI resamples "
            "each task's items on their own.", "", table]
+    if constants := constant_answers(evaluations):
+        out += ["Answering the most common gold label for every item would score: " + "; ".join(
+            f"{task_header(t)} `{label}` {share:.1f}" for t, (label, share) in constants.items()) + ".", ""]
     out += [f"![{name}]({name})" for name in images] + [""]
     pairs = paired(evaluations)
     if pairs:
@@ -344,8 +360,10 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
     out += report_pages(run)
     out += ["## Settings", "", "| setting | value |", "|---|---|"]
     out += [f"| {k} | `{v}` |" for k, v in settings.items()] + [""]
-    out += ["## Time per stage", "", "| stage | seconds |", "|---|---:|"]
-    out += [f"| {name} | {sec:.0f} |" for name, sec in times] + [f"| total | {sum(s for _, s in times):.0f} |", ""]
+    total = sum(sec for _, sec in times)
+    out += ["## Time per stage", "", "| stage | seconds | share of the run |", "|---|---:|---:|"]
+    out += [f"| {name} | {sec:.0f} | {100 * sec / total:.0f}% |" for name, sec in times if total]
+    out += [f"| total | {total:.0f} | |", ""]
     for stage, points in curves.items():
         if points:
             out.append(f"- {stage}: loss {points[0][1]:.3f} at step {points[0][0]} -> {points[-1][1]:.3f} at step {points[-1][0]}")

@@ -204,3 +204,15 @@ def test_report_without_vanilla_rag_skips_the_paired_section(run):
     report = write_report(run, {}).read_text()
     assert "SMART − vanilla RAG" not in report and "| SMART (trained, 4 agents) | 40.0 [0.0, 80.0] (n=5) |" in report
     assert json.loads((run / "diagnostics.json").read_text())["smart_vs_vanilla_rag"] == []
+
+
+def test_constant_answers_give_each_label_tasks_floor():
+    from smart.report import Evaluation, constant_answers
+
+    claims = [{"id": str(i), "golds": [g], "label": "true", "score": float(g == "true")}
+              for i, g in enumerate(["true", "true", "false", "true"])]
+    choices = [{"id": str(i), "golds": [g], "label": None, "score": 0.0} for i, g in enumerate("ABBC")]
+    opens = [{"id": "1", "golds": ["Paris"], "score": 1.0}]  # no label: match-scored, no floor
+    evaluations = [Evaluation("pubhealth", "smart", {}, claims), Evaluation("pubhealth", "vanilla_rag", {}, claims[:1]),
+                   Evaluation("arc_c", "smart", {}, choices), Evaluation("popqa", "smart", {}, opens)]
+    assert constant_answers(evaluations) == {"pubhealth": ("true", 75.0), "arc_c": ("B", 50.0)}
