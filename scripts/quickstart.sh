@@ -5,7 +5,7 @@
 # stage" lists every variable; the main ones:
 #   QUICK=1          small preset (N_TRAIN=64 N_DEV=50 LR_SCHEDULER=constant)
 #   N_TRAIN, N_DEV   real training items / dev questions per dev task (default 200 / 200)
-#   MIX              training shares per shape (default open=0.7,claim=0.15,choice=0.15)
+#   MIX              training shares per shape (default open=0.6,claim=0.2,choice=0.2)
 #   MODEL_ANSWERS    1 (default): the backbone writes the open questions' training answers (create_data.sh's answer
 #                    step); 0: the gold answers
 #   DEMO_DATA        real (default) or templates (the template builder's items and dev sets; SPAN_FACTS applies)

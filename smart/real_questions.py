@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 SHAPES = ("open", "claim", "choice")
 DEV_TASK = {"open": "popqa", "claim": "pubhealth", "choice": "arc_c"}
-DEFAULT_MIX = {"open": 0.7, "claim": 0.15, "choice": 0.15}
+DEFAULT_MIX = {"open": 0.6, "claim": 0.2, "choice": 0.2}
 _EVIDENCE_TAG = re.compile(r"^\[[^\]]*#\d+\]\s*")  # FEVER items quote their sentence as "[Title #k] sentence"
 
 
