@@ -497,7 +497,14 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
 def test_create_data_script_offline(tmp_path, tiny_corpus):
     corpus_path, passages, embeddings = tiny_corpus
     corpus = json.loads(corpus_path.read_text())
-    source = [{"id": i, "question": f"What is {a['title']}?", "answers": [a["title"]]} for i, a in enumerate(corpus.values())]
+    from smart.convert import content_words
+
+    def question(article: dict) -> str:  # the answer-guided teacher wants a request word beside the answer's own
+        own = set(content_words(article["title"]))
+        word = next((w for w in content_words(article["extract"].split(". ")[0]) if w not in own), "topic")
+        return f"Which {word} is {article['title']}?"
+
+    source = [{"id": i, "question": question(a), "answers": [a["title"]]} for i, a in enumerate(corpus.values())]
     write_jsonl(tmp_path / "qa.jsonl", source + [{"id": "bad", "question": "no answer", "answers": []}])
     env = {**os.environ, "TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": embeddings, "PYTHON": sys.executable}
     done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "qa.jsonl"), "popqa",
