@@ -100,9 +100,10 @@ def demo_setup(run: Path, data: Path) -> Setup:
     items and dev sets from the shipped real questions, the training items through the data-creation pipeline
     (create_data.sh, answer-guided teacher); DEMO_DATA=templates: the template builder's items and dev sets."""
     quick = env("QUICK", "0") == "1"
-    templates = env("DEMO_DATA", "real") == "templates"
-    if env("DEMO_DATA", "real") not in ("real", "templates"):
-        raise InputError(f"DEMO_DATA={env('DEMO_DATA', '')}: choose real or templates")
+    demo_data = env("DEMO_DATA", "real")
+    if demo_data not in ("real", "templates"):
+        raise InputError(f"DEMO_DATA={demo_data}: choose real or templates")
+    templates = demo_data == "templates"
     max_articles = int(env("MAX_ARTICLES", "2000" if quick and templates else "0"))
     n_train = env("N_TRAIN", "64" if quick else "200")
     n_dev = env("N_DEV", ("20" if quick else "50") if templates else ("50" if quick else "200"))
