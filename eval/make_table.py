@@ -1,4 +1,6 @@
-"""Print the paper's results table (methods x datasets, with SMART's published numbers) from metrics JSONs.
+"""Print the paper's results table (methods x datasets, with SMART's published numbers) from metrics JSONs, once
+per scoring protocol (smart.protocols: strict, ours; paper, as the paper scored), each main score with its 95% CI
+and n.
 
     python eval/make_table.py results/*.metrics.json
     python eval/make_table.py --paper_version preprint results/*.metrics.json   # the earlier preprint's numbers
@@ -9,7 +11,7 @@ import argparse
 import json
 import sys
 
-from smart import paper
+from smart import paper, protocols
 from smart.metrics import paper_table
 
 
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, json.JSONDecodeError) as e:
             print(f"error: {path}: {e}", file=sys.stderr)
             return 2
-    print(paper_table(runs, args.paper_version))
+    print("\n\n".join(f"{protocols.TITLES[protocol]}\n\n{paper_table(runs, args.paper_version, protocol)}"
+                      for protocol in protocols.PROTOCOLS))
     return 0
 
 

@@ -8,9 +8,10 @@ Several datasets and methods in one process (one model load), predictions as <ou
     python eval/run_eval.py --task popqa pubhealth arc_c --input_file popqa.jsonl health.jsonl arc.jsonl \
         --method no_retrieval vanilla_rag modular --output_dir results/
 
-Writes per-example predictions (JSONL, resumable: a rerun skips finished examples), a metrics JSON beside each
-(`<output_file stem>.metrics.json`), the trajectory viewer page beside each (`<output_file stem>.html`, see
-eval/view_run.py) and appends a row to a markdown table (--results_table).
+Writes per-example predictions (JSONL, resumable: a rerun skips finished examples; each row scored under both
+protocols, smart.protocols), a metrics JSON beside each (`<output_file stem>.metrics.json`: both protocols, each with
+n and a 95% CI; eval/score.py recomputes them from any predictions file), the trajectory viewer page beside each
+(`<output_file stem>.html`, see eval/view_run.py) and appends a row to a markdown table (--results_table).
 """
 from __future__ import annotations
 
@@ -176,8 +177,9 @@ def main(argv: list[str] | None = None) -> int:
         results = evaluate(args)
     for metrics in results:
         extra = "".join(f", {k} {metrics[k]:.2f}" for k in ("rouge_l", "mauve") if k in metrics)
-        print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}); "
-              f"fallbacks {metrics['fallbacks']}, unparsed {metrics['unparsed']}")
+        print(f"{metrics['task']} {metrics['method']}: score {metrics['score']:.2f} (n={metrics['n']}{extra}; "
+              f"paper protocol {metrics['protocols']['paper']['score']:.2f}); fallbacks {metrics['fallbacks']}, "
+              f"unparsed {metrics['unparsed']}")
     return 0
 
 

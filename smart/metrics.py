@@ -1,5 +1,10 @@
-"""The paper's metrics (match, accuracy with robust label parsing, ASQA str-em / ROUGE-L / optional MAUVE)
-and the results tables (a markdown row per run; the paper's layout across runs).
+"""The metrics of both scoring protocols (smart.protocols) and the results tables (a markdown row per run; the
+paper's layout across runs).
+
+- strict (ours): normalized match with exact match and token F1 beside it, one robustly parsed label for claims
+  and choices (the label the model wrote), ASQA str-em on word boundaries / ROUGE-L / optional MAUVE.
+- paper: the reference scripts, quirks included: Self-RAG's retrieval_lm (run_short_form.py, metrics.py) for the
+  short-form tasks, ALCE's eval.py for ASQA. Our own code following their behaviour, pinned by tests/test_protocols.py.
 
 Scores are in [0, 1] per example; reported numbers are percentages.
 """
@@ -8,9 +13,12 @@ from __future__ import annotations
 import logging
 import re
 import string
+from collections import Counter
+from functools import lru_cache
 from pathlib import Path
+from typing import Callable
 
-from smart import paper
+from smart import paper, protocols
 from smart.tasks import TASKS
 from smart.trajectory import parse_verdict
 
@@ -35,6 +43,25 @@ def _contains(prediction: str, gold: str) -> bool:
 def match(prediction: str, golds: list[str]) -> float:
     """1.0 when any normalized gold string occurs inside the normalized prediction."""
     return float(any(_contains(prediction, g) for g in golds))
+
+
+def exact_match(prediction: str, golds: list[str]) -> float:
+    """1.0 when the normalized prediction equals a normalized gold (SQuAD's EM)."""
+    return float(any(normalize_answer(prediction) == normalize_answer(g) for g in golds))
+
+
+def token_f1(prediction: str, golds: list[str]) -> float:
+    """The best F1 over golds of the normalized prediction's tokens against the gold's (SQuAD's F1); 0 without a
+    common token."""
+    predicted = normalize_answer(prediction).split()
+    best = 0.0
+    for gold in golds:
+        expected = normalize_answer(gold).split()
+        common = sum((Counter(predicted) & Counter(expected)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(expected)
+            best = max(best, 2 * precision * recall / (precision + recall))
+    return best
 
 
 # ------------------------------------------------------------------------------------------- labels
@@ -131,18 +158,111 @@ def rouge_l(predictions: list[str], references: list[str]) -> float:
     return sum(scorer.score(r, p)["rougeL"].fmeasure for p, r in pairs) / len(pairs)
 
 
-def mauve(predictions: list[str], references: list[str]) -> float | None:
-    """MAUVE (the optional `mauve-text` package and its featurizer model); None when unavailable."""
+def mauve(p_text: list[str], q_text: list[str], **settings) -> float | None:
+    """MAUVE of two text lists (the optional `mauve-text` package and its featurizer model, on the CPU: a run's
+    model may still hold the GPU), `settings` passed on; None when unavailable."""
     try:
         import mauve as mauve_lib  # type: ignore[import-not-found]
     except ImportError:
         return None
     try:
-        out = mauve_lib.compute_mauve(p_text=predictions, q_text=references, device_id=-1, verbose=False)
+        out = mauve_lib.compute_mauve(p_text=p_text, q_text=q_text, device_id=-1, verbose=False, **settings)
     except Exception as e:  # the featurizer model is fetched from a hub: offline runs land here
         log.warning("MAUVE skipped: %s", e)
         return None
     return float(out.mauve)
+
+
+# ------------------------------------------------------------------------------ paper protocol: Self-RAG
+# retrieval_lm/utils.py `control_tokens`, then what run_short_form.py's postprocess_answer_option_conditioned deletes
+_SELFRAG_DELETED = (("[Fully supported]", "[Partially supported]", "[No support / Contradictory]", "[No Retrieval]",
+                     "[Retrieval]", "[Irrelevant]", "[Relevant]", "<paragraph>", "</paragraph>")
+                    + tuple(f"[Utility:{i}]" for i in range(1, 6)) + ("</s>", "\n", "<|endoftext|>"))
+
+
+def selfrag_prediction(answer: str) -> str:
+    """An answer as Self-RAG's run_short_form.py scores it: its control tokens, "</s>", every newline (deleted,
+    not replaced: the lines run together) and "<|endoftext|>" removed in that order; one leading "#" or ":" dropped;
+    then, on every task (`--metric match`), an answer containing "SUPPORTS" becomes "true", else one containing
+    "REFUTES" becomes "false" (case-sensitive). Nothing is stripped or lowercased."""
+    for token in _SELFRAG_DELETED:
+        answer = answer.replace(token, "")
+    if answer[:1] in ("#", ":"):
+        answer = answer[1:]
+    if "SUPPORTS" in answer:
+        return "true"
+    return "false" if "REFUTES" in answer else answer
+
+
+def selfrag_match(answer: str, golds: list[str]) -> float:
+    """Self-RAG's retrieval_lm/metrics.py `match` on `selfrag_prediction`: 1.0 when any gold occurs verbatim in it
+    (a raw, case-sensitive substring: "true" inside "untrue" counts, "True." does not; an empty gold always counts).
+    Self-RAG's run_short_form.py fails on an empty answer; here it scores 0."""
+    prediction = selfrag_prediction(answer)
+    return float(any(gold in prediction for gold in golds))
+
+
+# ------------------------------------------------------------------------------ paper protocol: ALCE (ASQA)
+def alce_remove_citations(text: str) -> str:
+    """ALCE utils.remove_citations: "[" with its digits deleted (with one space before it, if any), then every " |"
+    and every "]" ("Paris[1]." -> "Paris.", "Paris [1][2]." -> "Paris.")."""
+    return re.sub(r" ?\[\d+", "", text).replace(" |", "").replace("]", "")
+
+
+def alce_output(answer: str) -> str:
+    """An answer as ALCE's eval.py scores it (str-em, ROUGE, MAUVE): stripped, its first line only, "<|im_end|>"
+    deleted, citations removed (`alce_remove_citations`)."""
+    return alce_remove_citations(answer.strip().split("\n")[0].replace("<|im_end|>", ""))
+
+
+def alce_str_em(answer: str, qa_pairs: list[list[str]]) -> float:
+    """ALCE's str-em of one answer: the fraction of disambiguated questions with a short answer inside
+    `alce_output` after SQuAD normalization (a plain substring: "1" inside "1990" counts)."""
+    if not qa_pairs:
+        return 0.0
+    output = normalize_answer(alce_output(answer))
+    return sum(any(normalize_answer(a) in output for a in answers) for answers in qa_pairs) / len(qa_pairs)
+
+
+@lru_cache(maxsize=1)
+def sentence_splitter() -> tuple[str, Callable[[str], list[str]]]:
+    """("punkt", nltk's pretrained English Punkt: ALCE's `sent_tokenize`) where its data is installed, else
+    ("punkt-untrained", the same rules without the learnt abbreviations, so "Mr." may end a sentence), with a
+    warning: ROUGE-Lsum may then differ slightly from ALCE's."""
+    from nltk import sent_tokenize
+    from nltk.tokenize.punkt import PunktSentenceTokenizer
+
+    try:
+        sent_tokenize("Data check.")
+        return "punkt", sent_tokenize
+    except LookupError:
+        log.warning("nltk's punkt_tab data is not installed: ROUGE-Lsum splits sentences with untrained Punkt")
+        return "punkt-untrained", PunktSentenceTokenizer().tokenize
+
+
+def alce_sentences(text: str) -> str:
+    """Text as ALCE feeds ROUGE-Lsum: lowercased, one sentence per line."""
+    return "\n".join(sentence_splitter()[1](text.lower()))
+
+
+def alce_rouge_lsum(answer: str, references: list[str]) -> float:
+    """ALCE's ROUGE-Lsum F1 of one answer (`alce_output`), stemmed, sentence-split (`alce_sentences`), the best over
+    `references` (ASQA's two annotations' long answers); 0 without a reference. ALCE reports the bootstrap median
+    (rouge-score's BootstrapAggregator, unseeded) of these; the mean of them is its expectation."""
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True)
+    hypothesis = alce_sentences(alce_output(answer))
+    return max((scorer.score(alce_sentences(r), hypothesis)["rougeLsum"].fmeasure for r in references), default=0.0)
+
+
+def alce_mauve_text(question: str, text: str) -> str:
+    """A MAUVE text as ALCE's compute_mauve builds it: the question, a space and the text stripped, cut to its first
+    100 whitespace-separated words, trailing punctuation removed."""
+    return " ".join(f"{question} {text.strip()}".split()[:100]).rstrip(string.punctuation)
+
+
+ALCE_MAUVE_SETTINGS = {"max_text_length": 512, "batch_size": 8, "featurize_model_name": "gpt2-large"}
 
 
 # ------------------------------------------------------------------------------------------- tables
@@ -169,21 +289,32 @@ def append_results_row(path: str | Path, metrics: dict) -> None:
         f.write(markdown_row(metrics) + "\n")
 
 
-def paper_table(runs: list[dict], version: str = paper.DEFAULT_VERSION) -> str:
-    """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), with
-    SMART's published numbers (Table 2, Llama-2-7B; `version` of the paper: smart.paper.VERSIONS) in the last row.
-    `runs` are metrics JSON objects."""
+def _paper_cell(run: dict, task: str, key: str, protocol: str) -> str:
+    """A run's number in `paper_table`; the main score (ASQA's: str-em) as `score [95% CI] (n=items)`."""
+    value = protocols.value(run, key, protocol)
+    if value is None:
+        return "-"
+    if key != "score" and (task, key) != ("asqa", "str_em"):
+        return f"{value:.1f}"
+    numbers = protocols.numbers(run, protocol) or {}
+    return protocols.cell(value, numbers.get("ci95"), numbers.get("n"))
+
+
+def paper_table(runs: list[dict], version: str = paper.DEFAULT_VERSION, protocol: str = "strict") -> str:
+    """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), ours
+    scored under `protocol` (smart.protocols), with SMART's published numbers (Table 2, Llama-2-7B; `version` of the
+    paper: smart.paper.VERSIONS) in the last row. `runs` are metrics JSON objects."""
     order = [t for t in TASKS if any(r["task"] == t for r in runs)]
     columns: list[tuple[str, str]] = []
     for t in order:
         columns += [(t, "str_em"), (t, "rouge_l")] if t == "asqa" else [(t, "score")]
-    header = ["Method", "model"] + [paper.column_title(t, k) for t, k in columns]
+    header = ["Method", "model"] + [paper.column_title(t, k, protocol) for t, k in columns]
     titles = paper.our_titles("table2")
     rows = []
     for method in dict.fromkeys(r["method"] for r in runs):
         for model in dict.fromkeys(r["model"] for r in runs if r["method"] == method):
             by_task = {r["task"]: r for r in runs if r["method"] == method and r["model"] == model}
-            cells = [f"{by_task[t][k]:.2f}" if t in by_task and k in by_task[t] else "-" for t, k in columns]
+            cells = [_paper_cell(by_task[t], t, k, protocol) if t in by_task else "-" for t, k in columns]
             rows.append([titles.get(method, method), Path(str(model)).name] + cells)
     published = [paper.published("table2", "smart", t, k, version) for t, k in columns]
     rows.append([f"SMART (published, {paper.VERSIONS[version]})", paper.BACKBONE]

@@ -1,5 +1,6 @@
 """The paper's published numbers (Tables 2-4, Llama-2-7B backbone) and its three tables rendered with ours beside
-them, each cell `ours / published (ours - published)`.
+them, each cell `ours / published (ours - published)`, ours under either scoring protocol (smart.protocols: the
+paper protocol scores as the paper did, so its cells compare like with like).
 
 Two versions of the paper: "aaai" (AAAI 2025, arXiv v3; the default) and "preprint" (the earlier arXiv version,
 which reports only SMART's four short-form scores of Table 2). Columns are (task, metric) keys of the metrics JSON
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from smart import protocols
 from smart.tasks import TASKS
 
 Column = tuple[str, str]  # (task, metric); metric "score" is the task's main metric (accuracy or match)
@@ -143,9 +145,9 @@ def our_titles(table: str) -> dict[str, str]:
     return {row.key: row.ours for row in get_table(table).rows if row.ours}
 
 
-def column_title(task: str, metric: str) -> str:
-    """E.g. "PopQA (match)", "ASQA (ROUGE-L)"."""
-    return f"{TASKS[task].title} ({METRIC_TITLES.get(metric, TASKS[task].metric)})"
+def column_title(task: str, metric: str, protocol: str = "strict") -> str:
+    """E.g. "PopQA (match)", "ASQA (ROUGE-L)", "PubHealth (accuracy)" (strict) or "PubHealth (match)" (paper)."""
+    return f"{TASKS[task].title} ({METRIC_TITLES.get(metric, protocols.metric_name(task, protocol))})"
 
 
 def cell(ours: float | None, paper: float | None) -> str:
@@ -154,16 +156,17 @@ def cell(ours: float | None, paper: float | None) -> str:
     return text if ours is None or paper is None else f"{text} ({ours - paper:+.1f})"
 
 
-def _measured(spec: Table, ours: dict[str, dict[str, dict]]) -> dict[tuple[str, Column], float]:
-    """(row, column) -> our number, from each row's metrics JSON per task."""
+def _measured(spec: Table, ours: dict[str, dict[str, dict]], protocol: str) -> dict[tuple[str, Column], float]:
+    """(row, column) -> our number under `protocol`, from each row's metrics JSON per task."""
     values = {}
     for row, by_task in ours.items():
         for task, metrics in by_task.items():
             if metrics.get("task", task) != task:
                 raise ValueError(f"ours[{row!r}][{task!r}] holds the metrics of task {metrics['task']!r}")
             for column in spec.columns:
-                if column[0] == task and metrics.get(column[1]) is not None:
-                    values[row, column] = float(metrics[column[1]])
+                value = protocols.value(metrics, column[1], protocol) if column[0] == task else None
+                if value is not None:
+                    values[row, column] = float(value)
     return values
 
 
@@ -177,9 +180,9 @@ def _line(cells: list[str]) -> str:
 
 def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DEFAULT_VERSION,
                  settings: dict[str, str] | None = None, row_titles: dict[str, str] | None = None,
-                 all_columns: bool = False) -> str:
+                 all_columns: bool = False, protocol: str = "strict") -> str:
     """Markdown of a paper table in the paper's layout (its rows in its order, its columns), each cell
-    `ours / published (ours - published)`.
+    `ours / published (ours - published)`, ours scored under `protocol` (named in the title).
 
     `ours`: row key -> task -> that run's metrics JSON. Columns where no row has a number of ours are left out
     unless `all_columns`. A last column counts our fallbacks when any run had one. `row_titles` override our
@@ -190,11 +193,11 @@ def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DE
     _check_rows(spec, ours, "ours")
     _check_rows(spec, row_titles or {}, "row_titles")
     titles = {**our_titles(table), **(row_titles or {})}
-    measured = _measured(spec, ours)
+    measured = _measured(spec, ours, protocol)
     columns = [c for c in spec.columns if all_columns or any((row.key, c) in measured for row in spec.rows)]
     with_fallbacks = any(m.get("fallbacks") for by_task in ours.values() for m in by_task.values())
-    header = ["Paper", "Ours"] + [column_title(*c) for c in columns] + ["fallbacks (ours)"] * with_fallbacks
-    lines = [f"**{spec.title}**: ours / published (ours - published)", "",
+    header = ["Paper", "Ours"] + [column_title(*c, protocol) for c in columns] + ["fallbacks (ours)"] * with_fallbacks
+    lines = [f"**{spec.title}** — {protocols.TITLES[protocol]}: ours / published (ours - published)", "",
              _line(header), "|---|---|" + "---:|" * (len(header) - 2)]
     group = ""
     for row in spec.rows:

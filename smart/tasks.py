@@ -1,4 +1,5 @@
-"""The paper's evaluation datasets: file shapes (Self-RAG / ALCE releases), zero-shot instructions, validation.
+"""The paper's evaluation datasets: file shapes (Self-RAG / ALCE releases), zero-shot instructions, validation,
+and per-item and per-run scores under both protocols (smart.protocols).
 
 | task      | request (instruction / input)                         | gold                          | metric   |
 |-----------|-------------------------------------------------------|-------------------------------|----------|
@@ -9,11 +10,14 @@
 | arc_c     | "Given four answer candidates..." / question + A: ... | answerKey (1-4 mapped to A-D) | accuracy |
 | asqa      | ASQA instruction / question                           | qa_pairs short answers, answer| str-em   |
 
-Passages come from `ctxs` (`docs` in ASQA files), best first; the first `ndocs` are used. Every problem in a file
-is an InputError naming file, line (item index for .json) and field, raised before any model is loaded.
+Answers may also come as `possible_answers` (a list, or PopQA's string of one), `answer` or `output`, the first
+present in that order. Passages come from `ctxs` (`docs` in ASQA files), best first; the first `ndocs` are used.
+Every problem in a file is an InputError naming file, line (item index for .json) and field, raised before any model
+is loaded.
 """
 from __future__ import annotations
 
+import ast
 import os
 from dataclasses import dataclass, field
 
@@ -62,8 +66,10 @@ class Example:
     passages: list[Passage] = field(default_factory=list)  # the first ndocs of ctxs/docs
     passage_ids: list[str] = field(default_factory=list)
     choices: dict[str, str] = field(default_factory=dict)  # ARC: label -> text
+    answer_key: str = ""  # ARC: the answerKey as the file writes it (the paper protocol's gold)
     qa_pairs: list[list[str]] = field(default_factory=list)  # ASQA: short answers per disambiguation
-    long_answer: str = ""  # ASQA
+    long_answer: str = ""  # ASQA: `answer`
+    annotations: list[str] = field(default_factory=list)  # ASQA: the first two annotations' long answers
 
     @property
     def request(self) -> str:
@@ -93,6 +99,37 @@ def _strings(value, path, line, name) -> list[str]:
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
         raise InputError(f"{where(path, line, name)}: expected a non-empty list of strings")
     return value
+
+
+ANSWER_FIELDS = ("answers", "possible_answers", "answer", "output")
+
+
+def _answers(obj: dict, path, line) -> list[str]:
+    """The gold answers: the first of ANSWER_FIELDS present (`possible_answers` may be a string holding a list)."""
+    name = next((f for f in ANSWER_FIELDS if obj.get(f) is not None), None)
+    if name is None:
+        raise InputError(f"{where(path, line, 'answers')}: missing required field (or {', '.join(ANSWER_FIELDS[1:])})")
+    value = obj[name]
+    if name == "possible_answers" and isinstance(value, str):
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise InputError(f"{where(path, line, name)}: expected a list (or a string holding one)") from None
+    return _strings(value, path, line, name)
+
+
+def _annotations(obj: dict, path, line) -> list[str]:
+    """ASQA: the long answers of the first two `annotations` (ALCE's ROUGE references); none without the field."""
+    annotations = obj.get("annotations") or []
+    if not isinstance(annotations, list):
+        raise InputError(f"{where(path, line, 'annotations')}: expected a list of objects with long_answer")
+    out = []
+    for j, annotation in enumerate(annotations[:2]):
+        text = annotation.get("long_answer") if isinstance(annotation, dict) else None
+        if not isinstance(text, str):
+            raise InputError(f"{where(path, line, f'annotations[{j}].long_answer')}: expected a string")
+        out.append(text)
+    return out
 
 
 def _passages(obj: dict, task: Task, path, line, ndocs: int) -> tuple[list[Passage], list[str]]:
@@ -126,13 +163,14 @@ def _example(task: Task, obj: dict, path, line: int, ndocs: int) -> Example:
         if len(texts) != len(labels):
             raise InputError(f"{where(path, line, 'choices')}: {len(texts)} texts but {len(labels)} labels")
         ex.choices = {arc_label(label): text for label, text in zip(labels, texts)}
-        gold = arc_label(require(obj, "answerKey", path, line, (str, int)))
+        ex.answer_key = str(require(obj, "answerKey", path, line, (str, int)))
+        gold = arc_label(ex.answer_key)
         if gold not in ex.choices:
             raise InputError(f"{where(path, line, 'answerKey')}: '{gold}' is not one of the choices {list(ex.choices)}")
         ex.golds = [gold]
         ex.instruction, ex.input = task.instruction, question + "\n" + format_choices(ex.choices)
     elif task.name == "pubhealth":
-        gold = _strings(require(obj, "answers", path, line), path, line, "answers")[0].strip().lower()
+        gold = _answers(obj, path, line)[0].strip().lower()
         if gold not in TRUE_FALSE:
             raise InputError(f"{where(path, line, 'answers')}: '{gold}' is not true/false (or supports/refutes)")
         ex.golds = [TRUE_FALSE[gold]]
@@ -146,10 +184,11 @@ def _example(task: Task, obj: dict, path, line: int, ndocs: int) -> Example:
         if not ex.qa_pairs:
             raise InputError(f"{where(path, line, 'qa_pairs')}: empty")
         ex.long_answer = str(obj.get("answer") or "")
+        ex.annotations = _annotations(obj, path, line)
         ex.golds = [a for pair in ex.qa_pairs for a in pair]
         ex.instruction, ex.input = task.instruction, question
     else:
-        ex.golds = _strings(require(obj, "answers", path, line), path, line, "answers")
+        ex.golds = _answers(obj, path, line)
     return ex
 
 
@@ -179,16 +218,20 @@ def load_examples(task: Task | str, path: str | os.PathLike, ndocs: int = 3, nee
 
 
 def score(task: Task, ex: Example, answer: str) -> dict:
-    """Per-example score in [0, 1] (`str_em` for ASQA) and, for accuracy tasks, the parsed label
-    (`label: None` = unparseable, counted as wrong)."""
+    """Per-example scores in [0, 1] under both protocols (smart.protocols): `score` the strict one (match, accuracy,
+    ASQA str-em), with the parsed `label` for accuracy tasks (None = unparseable, counted as wrong) and exact match
+    `em` and token `f1` beside match; `paper_score` the paper protocol's (Self-RAG's match; ASQA: ALCE's str-em)."""
     from smart import metrics
 
+    if task.metric == "asqa":
+        return {"score": metrics.str_em(answer, ex.qa_pairs), "paper_score": metrics.alce_str_em(answer, ex.qa_pairs)}
+    # Self-RAG compares ARC's answerKey as the file writes it, PubHealth's gold as true/false
+    paper = {"paper_score": metrics.selfrag_match(answer, [ex.answer_key] if ex.choices else ex.golds)}
     if task.metric == "accuracy":
         value, label = metrics.accuracy(answer, ex.golds[0], ex.choices or None)
-        return {"score": value, "label": label}
-    if task.metric == "asqa":
-        return {"score": metrics.str_em(answer, ex.qa_pairs)}
-    return {"score": metrics.match(answer, ex.golds)}
+        return {"score": value, "label": label, **paper}
+    return {"score": metrics.match(answer, ex.golds), "em": metrics.exact_match(answer, ex.golds),
+            "f1": metrics.token_f1(answer, ex.golds), **paper}
 
 
 def gold_passages(task: Task, ex: Example) -> list[int] | None:
@@ -202,19 +245,48 @@ def gold_passages(task: Task, ex: Example) -> list[int] | None:
     return [i for i, p in enumerate(ex.passages, start=1) if metrics.match(p.text, golds)]
 
 
-def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
-    """Dataset-level numbers (percentages): score (match / accuracy / str-em), ASQA ROUGE-L and MAUVE."""
-    from smart import metrics
+def _asqa(examples: list[Example], answers: list[str]) -> tuple[dict, dict]:
+    """ASQA's long-form numbers (%): strict ROUGE-L against `answer`; paper ROUGE-Lsum (ALCE: the best of the two
+    annotations' long answers, else `answer`; with the `sentence_splitter` it used); MAUVE of each where computable
+    (the paper's: ALCE's texts and settings)."""
+    from smart import metrics, protocols
 
-    n = len(rows)
-    out: dict = {"score": 100 * sum(r["score"] for r in rows) / n if n else 0.0, "n": n}
-    if task.metric == "accuracy":
-        out["unparsed"] = sum(r.get("label") is None for r in rows)
-    if task.metric == "asqa":
-        answers, references = [r["answer"] for r in rows], [ex.long_answer for ex in examples]
-        out["str_em"] = out["score"]
-        out["rouge_l"] = 100 * metrics.rouge_l(answers, references)
-        mauve = metrics.mauve(answers, references)
+    references = [ex.long_answer for ex in examples]
+    strict = {"rouge_l": 100 * metrics.rouge_l(answers, references)}
+    lsum = [metrics.alce_rouge_lsum(a, ex.annotations or [ex.long_answer]) for ex, a in zip(examples, answers)]
+    paper = {"rouge_lsum": protocols.percent(lsum), "sentence_splitter": metrics.sentence_splitter()[0]}
+    strict_mauve = metrics.mauve(answers, references)
+    human = [metrics.alce_mauve_text(ex.question, ex.long_answer) for ex in examples]
+    model = [metrics.alce_mauve_text(ex.question, metrics.alce_output(a)) for ex, a in zip(examples, answers)]
+    paper_mauve = metrics.mauve(human, model, **metrics.ALCE_MAUVE_SETTINGS)
+    for numbers, mauve in ((strict, strict_mauve), (paper, paper_mauve)):
         if mauve is not None:
-            out["mauve"] = 100 * mauve
-    return out
+            numbers["mauve"] = 100 * mauve
+    return strict, paper
+
+
+def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
+    """Dataset-level numbers (percentages) of prediction rows (one per example, in order; each needs only its
+    `answer`: every score is recomputed from it, so rescoring a run's predictions gives the numbers the run wrote).
+
+    `protocols`: per protocol (smart.protocols) `score`, `n`, `ci95` and its other numbers (strict: `em` and `f1`,
+    or `unparsed`; ASQA: `str_em`, `rouge_l` / `rouge_lsum`, `mauve` where computable). The strict numbers also
+    stay at the top level (`score`, `n`, `unparsed`, `str_em`, `rouge_l`, `mauve`), as before the protocols."""
+    from smart import protocols
+
+    if len(rows) != len(examples):
+        raise ValueError(f"{len(rows)} prediction rows for {len(examples)} examples")
+    answers = [r["answer"] for r in rows]
+    scored = [score(task, ex, answer) for ex, answer in zip(examples, answers)]
+    strict = protocols.summary([s["score"] for s in scored])
+    paper = protocols.summary([s["paper_score"] for s in scored])
+    if task.metric == "accuracy":
+        strict["unparsed"] = sum(s["label"] is None for s in scored)
+    elif task.metric == "match":
+        strict.update({key: protocols.percent([s[key] for s in scored]) for key in ("em", "f1")})
+    else:
+        more_strict, more_paper = _asqa(examples, answers)
+        strict.update(str_em=strict["score"], **more_strict)
+        paper.update(str_em=paper["score"], **more_paper)
+    top = {k: v for k, v in strict.items() if k not in ("ci95", "em", "f1")}
+    return {**top, "protocols": {"strict": strict, "paper": paper}}

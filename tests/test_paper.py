@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def test_render_table4_in_the_papers_layout():
     text = paper.render_table("table4", ours, settings={"model": "SmolLM2-135M", "data": "demo dev, 50 per task"},
                               row_titles={"vanilla": "SmolLM2-135M, untrained"})
     assert text == """\
-**Table 4: training stages**: ours / published (ours - published)
+**Table 4: training stages** — Strict protocol (ours): ours / published (ours - published)
 
 | Paper | Ours | PubHealth (accuracy) | PopQA (match) |
 |---|---|---:|---:|
@@ -195,10 +196,14 @@ def test_make_table_prints_the_chosen_version(tmp_path, capsys):
     make_table = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_table)
     run = tmp_path / "popqa_smart.metrics.json"
-    run.write_text('{"task": "popqa", "method": "smart", "model": "out/smart", "score": 74.0}')
+    metrics = {"task": "popqa", "method": "smart", "model": "out/smart", "score": 74.0, "n": 50,
+               "protocols": {"paper": {"score": 70.0, "n": 50, "ci95": [56.0, 82.0]}}}
+    run.write_text(json.dumps(metrics))
     assert make_table.main([str(run)]) == 0
-    assert capsys.readouterr().out.strip() == paper_table([{"task": "popqa", "method": "smart", "model": "out/smart",
-                                                            "score": 74.0}])
+    assert capsys.readouterr().out.strip() == (f"Strict protocol (ours)\n\n{paper_table([metrics])}\n\n"
+                                               f"Paper protocol (Self-RAG / ALCE scoring)\n\n"
+                                               f"{paper_table([metrics], protocol='paper')}")
     assert make_table.main(["--paper_version", "preprint", str(run)]) == 0
     preprint = capsys.readouterr().out.strip()
     assert preprint.endswith("| SMART (published, earlier arXiv preprint) | Llama-2-7B | 47.66 |")
+    assert "| SMART (trained, 4 agents) | smart | 70.0 [56.0, 82.0] (n=50) |" in preprint
