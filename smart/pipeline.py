@@ -236,10 +236,18 @@ def core_stages(s: Setup) -> list[Stage]:
     ]
 
 
+def contamination_stage(s: Setup) -> Stage:
+    """Overlap of the training trajectories with each evaluation file (eval/check_contamination.py)."""
+    out = s.run / "contamination.json"
+    return Stage("contamination", [PY, "eval/check_contamination.py", "--train", s.train_short, s.train_long,
+                                   "--eval_files", *s.eval_files, "--tasks", *s.tasks, "--json", str(out)],
+                 [out], s.after_data())
+
+
 def quickstart_stages(s: Setup) -> list[Stage]:
     report = Stage("report", [PY, "scripts/make_report.py", "--run_dir", str(s.run)], [s.run / "report.md"],
-                   ["eval_smart", "eval_baselines"])
-    return s.data_stages + core_stages(s) + [report]
+                   ["eval_smart", "eval_baselines", "contamination"])
+    return s.data_stages + [contamination_stage(s)] + core_stages(s) + [report]
 
 
 # ----------------------------------------------------------------------------------------------- paper tables
@@ -307,7 +315,7 @@ def table_stages(table: str, s: Setup) -> list[Stage]:
     elif table != "table2":
         raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
     core = [st for st in core_stages(s) if table != "table3" or st.name != "eval_baselines"]
-    return s.data_stages + core + extra
+    return s.data_stages + [contamination_stage(s)] + core + extra
 
 
 # ----------------------------------------------------------------------------------------------- hand-written

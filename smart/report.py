@@ -1,8 +1,9 @@
 """The quickstart's report: the results table, per-agent diagnostics, stage timings, training curves, trajectories.
 
 Reads what the stages left in a run folder (stages/*.json, stage*/training_log.jsonl, eval/*.metrics.json and the
-predictions JSONL beside each) and writes report.md, results_table.md, diagnostics.json and two PNG plots.
-Evaluations are grouped by the `task` and `method` fields of their metrics, not by file names.
+predictions JSONL beside each) and writes report.md, results_table.md (strict protocol), results_table_paper.md
+(paper protocol, smart.protocols), diagnostics.json and two PNG plots. Evaluations are grouped by the `task` and
+`method` fields of their metrics, not by file names.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from smart.agents import FALLBACKS, METHODS
 from smart.io import atomic_write, iter_jsonl, write_json
+from smart import protocols
 from smart.metrics import compared_verdict, parse_true_false
 from smart.paper import our_titles
 from smart.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
@@ -99,10 +101,10 @@ def load_evaluations(run: Path) -> list[Evaluation]:
     return [found[t, m][1] for m in methods for t in tasks if (t, m) in found]
 
 
-def task_header(task: str) -> str:
-    """Column title of a task: its title and metric, e.g. "PopQA (match)"."""
+def task_header(task: str, protocol: str = "strict") -> str:
+    """Column title of a task: its title and metric under `protocol`, e.g. "PubHealth (accuracy)"."""
     known = TASKS.get(task)
-    return f"{known.title} ({known.metric})" if known else task
+    return f"{known.title} ({protocols.metric_name(task, protocol)})" if known else task
 
 
 def _row(cells: list[str]) -> str:
@@ -113,43 +115,50 @@ def _percent(ci: tuple[float, float]) -> tuple[float, float]:
     return 100 * ci[0], 100 * ci[1]
 
 
-def score_ci(rows: list[dict]) -> tuple[float, float] | None:
-    """Bootstrap 95% CI (%) of the mean of the rows' `score`; None without rows."""
-    return _percent(bootstrap_ci([r["score"] for r in rows])) if rows else None
+def row_scores(rows: list[dict], protocol: str = "strict") -> list[float] | None:
+    """The rows' per-item scores under `protocol` (smart.protocols.SCORE_FIELDS); None without rows or where a row
+    lacks the field (predictions written before the paper protocol)."""
+    field = protocols.SCORE_FIELDS[protocol]
+    return [r[field] for r in rows] if rows and all(field in r for r in rows) else None
 
 
-def score_cell(score: float, ci: tuple[float, float] | None, n: int) -> str:
-    """`58.0 [44.0, 72.0] (n=50)`: a score (%), its 95% CI where known, and the items behind it."""
-    interval = f" [{ci[0]:.1f}, {ci[1]:.1f}]" if ci else ""
-    return f"{score:.1f}{interval} (n={n})"
+def score_ci(rows: list[dict], protocol: str = "strict") -> tuple[float, float] | None:
+    """Bootstrap 95% CI (%) of the mean of the rows' scores under `protocol`; None without them."""
+    scores = row_scores(rows, protocol)
+    return _percent(bootstrap_ci(scores)) if scores else None
 
 
-def _cell(e: Evaluation) -> str:
-    return score_cell(e.metrics["score"], score_ci(e.rows), e.metrics["n"])
+def _cell(e: Evaluation, protocol: str) -> str:
+    """The evaluation's score cell under `protocol`: the CI from its rows, else from its metrics."""
+    numbers = protocols.numbers(e.metrics, protocol)
+    if numbers is None:
+        return MISSING
+    return protocols.cell(numbers["score"], score_ci(e.rows, protocol) or numbers.get("ci95"), numbers.get("n"))
 
 
-def results_table(evaluations: list[Evaluation]) -> str:
-    """Markdown "Table 2": a row per method, a column per task, their average and all fallbacks; each score cell as
-    `score_cell` (the average's CI resamples each task's items on their own and averages the task means).
+def results_table(evaluations: list[Evaluation], protocol: str = "strict") -> str:
+    """Markdown "Table 2" under `protocol`: a row per method, a column per task, their average and all fallbacks;
+    each score cell `score [95% CI] (n=items)` (the average's CI resamples each task's items on their own and
+    averages the task means).
 
-    The average is over every task of the table; a method missing a task has none.
+    The average is over every task of the table; a method missing a task (or its numbers under `protocol`) has none.
     """
     tasks = list(dict.fromkeys(e.task for e in evaluations))
     methods = list(dict.fromkeys(e.method for e in evaluations))
     cells = {(e.task, e.method): e for e in evaluations}
-    lines = [_row(["Method"] + [task_header(t) for t in tasks] + ["Average", "fallbacks"]),
+    lines = [_row(["Method"] + [task_header(t, protocol) for t in tasks] + ["Average", "fallbacks"]),
              "|---|" + "---:|" * (len(tasks) + 2)]
     for method in methods:
         done = [cells[t, method] for t in tasks if (t, method) in cells]
         fallbacks = sum(sum((e.metrics.get("fallbacks") or {}).values()) for e in done)
+        numbers = [protocols.numbers(e.metrics, protocol) for e in done]
         average = MISSING
-        if len(done) == len(tasks):
-            groups = [[r["score"] for r in e.rows] for e in done]
+        if len(done) == len(tasks) and all(numbers):
+            groups = [row_scores(e.rows, protocol) for e in done]
             ci = _percent(stratified_bootstrap_ci(groups)) if all(groups) else None
-            average = score_cell(sum(e.metrics["score"] for e in done) / len(done), ci,
-                                 sum(e.metrics["n"] for e in done))
+            average = protocols.cell(sum(x["score"] for x in numbers) / len(done), ci, sum(x["n"] for x in numbers))
         lines.append(_row([METHOD_NAMES.get(method, method)]
-                          + [_cell(cells[t, method]) if (t, method) in cells else MISSING for t in tasks]
+                          + [_cell(cells[t, method], protocol) if (t, method) in cells else MISSING for t in tasks]
                           + [average, str(fallbacks)]))
     return "\n".join(lines) + "\n"
 
@@ -178,14 +187,20 @@ class Paired:
                 "difference": self.difference, "ci95": list(self.ci), "reading": self.reading}
 
 
-def paired(evaluations: list[Evaluation]) -> list[Paired]:
-    """SMART minus vanilla RAG per task both ran, on the items (`id`) both answered, with a paired bootstrap CI;
-    then, for several tasks, the average over them, whose CI resamples each task's items on their own and
-    averages the task differences. Empty without a task both ran."""
-    rows = {(e.task, e.method): e.rows for e in evaluations}
+def _scored_rows(rows: list[dict], protocol: str) -> list[dict] | None:
+    """`id` and `score` (the score under `protocol`) of each row; None where `row_scores` has none."""
+    scores = row_scores(rows, protocol)
+    return None if scores is None else [{"id": r["id"], "score": x} for r, x in zip(rows, scores)]
+
+
+def paired(evaluations: list[Evaluation], protocol: str = "strict") -> list[Paired]:
+    """SMART minus vanilla RAG (scores under `protocol`) per task both ran, on the items (`id`) both answered, with
+    a paired bootstrap CI; then, for several tasks, the average over them, whose CI resamples each task's items on
+    their own and averages the task differences. Empty without a task both ran with per-item scores."""
+    rows = {(e.task, e.method): _scored_rows(e.rows, protocol) for e in evaluations}
     out, groups = [], []
     for task in dict.fromkeys(e.task for e in evaluations):
-        if (task, PAIR[0]) not in rows or (task, PAIR[1]) not in rows:
+        if not rows.get((task, PAIR[0])) or not rows.get((task, PAIR[1])):
             continue
         a, b = pair_by_id(rows[task, PAIR[0]], rows[task, PAIR[1]])
         if a:
@@ -198,15 +213,15 @@ def paired(evaluations: list[Evaluation]) -> list[Paired]:
     return out
 
 
-def paired_table(rows: list[Paired]) -> str:
-    """Markdown "SMART − vanilla RAG (paired)": a row per task and the average, the difference in points with its
-    95% CI and what the CI says."""
+def paired_table(rows: list[Paired], protocol: str = "strict") -> str:
+    """Markdown "SMART − vanilla RAG (paired)" under `protocol`: a row per task and the average, the difference in
+    points with its 95% CI and what the CI says."""
     words = {"SMART ahead": "the 95% CI lies above zero", "SMART behind": "the 95% CI lies below zero",
              "within noise": "the 95% CI includes zero"}
     lines = [_row(["Task", "n", "SMART %", "vanilla RAG %", "SMART − vanilla RAG [95% CI]", "reading"]),
              "|---|---:|---:|---:|---:|---|"]
     for p in rows:
-        lines.append(_row(["Average over tasks" if p.task == AVERAGE else task_header(p.task), str(p.n),
+        lines.append(_row(["Average over tasks" if p.task == AVERAGE else task_header(p.task, protocol), str(p.n),
                            f"{p.smart:.1f}", f"{p.baseline:.1f}",
                            f"{p.difference:+.1f} [{p.ci[0]:.1f}, {p.ci[1]:.1f}]",
                            f"{p.reading}: {words[p.reading]}"]))
@@ -252,15 +267,21 @@ def agent_diagnostics(method: str, rows: list[dict]) -> dict[str, Ratio | None]:
 
 
 def diagnostics(evaluations: list[Evaluation]) -> dict:
-    """`evaluations`: per evaluation task, method, n, score (%), its 95% CI (`ci95`, None without rows) and
-    `agent_diagnostics` (ratios as JSON, None where not applicable); `smart_vs_vanilla_rag`: `paired`."""
+    """`evaluations`: per evaluation task, method, n, score (%) and its 95% CI (`ci95`, None without rows), the
+    same under the paper protocol (`paper_score`, `paper_ci95`; None where not computed) and `agent_diagnostics`
+    (ratios as JSON, None where not applicable); `smart_vs_vanilla_rag` and `smart_vs_vanilla_rag_paper`: `paired`
+    under each protocol."""
     out = []
     for e in evaluations:
         measures = agent_diagnostics(e.method, e.rows)
-        ci = score_ci(e.rows)
+        ci, paper_ci = score_ci(e.rows), score_ci(e.rows, "paper")
+        paper_numbers = protocols.numbers(e.metrics, "paper") or {}
         out.append({"task": e.task, "method": e.method, "n": len(e.rows), "score": e.metrics["score"],
-                    "ci95": list(ci) if ci else None, **{k: v.to_json() if v else None for k, v in measures.items()}})
-    return {"evaluations": out, "smart_vs_vanilla_rag": [p.to_json() for p in paired(evaluations)]}
+                    "ci95": list(ci) if ci else None, "paper_score": paper_numbers.get("score"),
+                    "paper_ci95": list(paper_ci) if paper_ci else paper_numbers.get("ci95"),
+                    **{k: v.to_json() if v else None for k, v in measures.items()}})
+    return {"evaluations": out, "smart_vs_vanilla_rag": [p.to_json() for p in paired(evaluations)],
+            "smart_vs_vanilla_rag_paper": [p.to_json() for p in paired(evaluations, "paper")]}
 
 
 def diagnostics_table(evaluations: list[Evaluation]) -> str:
@@ -333,30 +354,59 @@ def constant_answers(evaluations: list[Evaluation]) -> dict[str, tuple[str, floa
     return out
 
 
+def contamination_section(run: Path) -> list[str]:
+    """The train/dev overlap table from contamination.json (eval/check_contamination.py), when the run has it."""
+    path = run / "contamination.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    n, train = data["ngram"], data["train"]
+    out = ["## Train/dev overlap", "", f"Dev items sharing with the training trajectories ({train['records']} records, "
+           f"{train['questions']} distinct questions) the same normalized question, a source id, or a {n}-gram of "
+           "question words (eval/check_contamination.py; also in contamination.json).", "",
+           f"| task | items | same question | same id | shared {n}-gram | any |", "|---|---:|---:|---:|---:|---:|"]
+    out += [f"| {task_header(e['task'])} | {e['n']} | {e['same_question']} | {e['same_id']} | {e['ngram']} | {e['any']} |"
+            for e in data["eval"]]
+    for e in data["eval"]:
+        out += [f"- {task_header(e['task'])}: dev `{x['eval_question']}` ~ train `{x['train_question']}` "
+                f"({', '.join(x['kinds'])})" for x in e["examples"]]
+    return out + [""]
+
+
 def write_report(run: Path, settings: dict[str, str]) -> Path:
     """Write report.md, results_table.md, diagnostics.json and the plots into `run`; return report.md's path."""
     run = Path(run)
     times, curves, evaluations = stage_times(run), training_curves(run), load_evaluations(run)
-    table = results_table(evaluations)
-    with atomic_write(run / "results_table.md") as f:
-        f.write(table)
+    table, paper_table = results_table(evaluations), results_table(evaluations, "paper")
+    for name, text in (("results_table.md", table), ("results_table_paper.md", paper_table)):
+        with atomic_write(run / name) as f:
+            f.write(text)
     write_json(run / "diagnostics.json", diagnostics(evaluations))
     images = plot(run, curves, evaluations)
     out = ["# SMART quickstart report", "", "## Results (Table 2)", "",
            f"Score % [bootstrap 95% CI, {RESAMPLES:,} resamples of the items] (n=items); the average's CI resamples "
-           "each task's items on their own.", "", table]
+           "each task's items on their own. Two rulers (smart/protocols.py): the strict protocol (ours, the "
+           "headline: normalized match on word boundaries; for claims and choices the label the answer states) and "
+           "the paper protocol (the scoring the paper used: Self-RAG's raw, case-sensitive substring match, also on "
+           "PubHealth's true/false and ARC's answer letter; ALCE's for ASQA).", "",
+           f"### {protocols.TITLES['strict']}", "", table,
+           f"### {protocols.TITLES['paper']}", "", paper_table]
     if constants := constant_answers(evaluations):
         out += ["Answering the most common gold label for every item would score: " + "; ".join(
             f"{task_header(t)} `{label}` {share:.1f}" for t, (label, share) in constants.items()) + ".", ""]
     out += [f"![{name}]({name})" for name in images] + [""]
-    pairs = paired(evaluations)
-    if pairs:
+    pairs = {protocol: paired(evaluations, protocol) for protocol in protocols.PROTOCOLS}
+    if any(pairs.values()):
         out += ["## SMART − vanilla RAG (paired)", "", "SMART's score minus vanilla RAG's, in points, on the items "
                 "both answered (matched by id), with a paired bootstrap 95% CI (the items resampled jointly; the "
-                "average over tasks resamples each task's items on their own and averages the task differences). "
-                "Also in diagnostics.json.", "", paired_table(pairs)]
+                "average over tasks resamples each task's items on their own and averages the task differences), "
+                "under each protocol. Also in diagnostics.json.", ""]
+        for protocol, rows in pairs.items():
+            if rows:
+                out += [f"### {protocols.TITLES[protocol]}", "", paired_table(rows, protocol)]
     out += ["## Agent diagnostics", "", "Percent (hits/total); – where a measure does not apply. Gold passages: the "
             "item's passages holding a gold answer. Also in diagnostics.json.", "", diagnostics_table(evaluations)]
+    out += contamination_section(run)
     out += report_pages(run)
     out += ["## Settings", "", "| setting | value |", "|---|---|"]
     out += [f"| {k} | `{v}` |" for k, v in settings.items()] + [""]

@@ -35,7 +35,7 @@ def keys(stages: list[pipeline.Stage]) -> dict[str, str]:
 def test_tables_share_the_quickstart_stages(demo):
     quickstart = keys(pipeline.quickstart_stages(demo))
     assert list(quickstart) == ["prepare", "embed", "retrieve_samples", "real_questions", "retrieve_dev", "create_data",
-                                "stage1", "stage2", "eval_smart", "eval_baselines", "report"]
+                                "contamination", "stage1", "stage2", "eval_smart", "eval_baselines", "report"]
     tables = {t: keys(pipeline.table_stages(t, demo)) for t in ("table2", "table3", "table4")}
     for table, stage_keys in tables.items():  # the same commands, hence the same cache entries
         assert all(stage_keys[name] == quickstart[name] for name in stage_keys if name in quickstart), table
@@ -52,6 +52,9 @@ def test_tables_share_the_quickstart_stages(demo):
     assert stages["eval_train_long_no_locator"].cmd[-2:] == ["--method", "smart_no_locator"]
     assert stages["eval_inference_ablation"].cmd[-4:] == ["--method", "smart_no_intent", "smart_no_locator",
                                                           "smart_generator_only"]
+    check = {s.name: s for s in pipeline.quickstart_stages(demo)}["contamination"]
+    assert check.cmd[check.cmd.index("--train") + 1:check.cmd.index("--eval_files")] == [demo.train_short, demo.train_long]
+    assert all("contamination" in t for t in tables.values())  # the table commands report it too
     with pytest.raises(InputError, match="unknown table 'table5'"):
         pipeline.table_stages("table5", demo)
 

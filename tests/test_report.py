@@ -1,4 +1,5 @@
-"""The quickstart report on a hand-made run folder: Table 2, per-agent diagnostics, examples, plots."""
+"""The quickstart report on a hand-made run folder: Table 2 under both protocols, per-agent diagnostics, examples,
+plots."""
 from __future__ import annotations
 
 import json
@@ -14,8 +15,9 @@ def fact(index: int, relevant: bool) -> dict:
 
 
 def row(key: str, method: str, score: float, *, passages: int = 3, facts: tuple = (), gold=None,
-        citations: tuple = (), fallbacks: tuple = (), problems: tuple = ()) -> dict:
-    """A prediction row as eval/run_eval.py writes it; `gold` is `gold_passages` (absent when None)."""
+        citations: tuple = (), fallbacks: tuple = (), problems: tuple = (), paper: float | None = None) -> dict:
+    """A prediction row as eval/run_eval.py writes it; `gold` is `gold_passages` and `paper` the paper protocol's
+    `paper_score` (each absent when None: rows written before the field)."""
     out = {"id": key, "question": f"question {key}?", "method": method, "queries": [f"query {key}"],
            "passages": [{"id": f"{key}-{i}", "title": f"T{i}"} for i in range(1, passages + 1)],
            "facts": list(facts), "answer": f"answer {key}", "citations": list(citations),
@@ -27,23 +29,26 @@ def row(key: str, method: str, score: float, *, passages: int = 3, facts: tuple 
             out["locator_output"] = "[Relevant]: [1] T1</eol>"
     if gold is not None:
         out["gold_passages"] = gold
+    if paper is not None:
+        out["paper_score"] = paper
     return out
 
 
 POPQA_SMART = [  # p3 first: the examples show cited rows first
     # correct, locator and generator fallbacks
-    row("p3", "smart", 1.0, gold=[2], fallbacks=("locator", "generator"),
+    row("p3", "smart", 1.0, gold=[2], fallbacks=("locator", "generator"), paper=0.0,
         problems=("locator: missing </eol>", "generator: missing </eog>")),
     # wrong, intent fallback, relevant passage not a gold one, one citation right and one wrong
     row("p2", "smart", 0.0, facts=(fact(1, False), fact(2, True), fact(3, False)), gold=[1, 3], citations=(2, 3),
-        fallbacks=("intent",), problems=("intent: no Search(...)",)),
+        fallbacks=("intent",), problems=("intent: no Search(...)",), paper=0.0),
     # correct, clean, cites its gold passage
-    row("p1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), gold=[1], citations=(1,)),
+    row("p1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), gold=[1], citations=(1,),
+        paper=1.0),
     # wrong, no passage retrieved: no locator step, no gold passage
-    row("p4", "smart", 0.0, passages=0, gold=[]),
+    row("p4", "smart", 0.0, passages=0, gold=[], paper=0.0),
     # wrong, no passage holds the answer, an intent problem without fallback, a citation of a non-gold passage
     row("p5", "smart", 0.0, facts=(fact(1, False), fact(2, False), fact(3, True)), gold=[], citations=(3,),
-        problems=("intent: missing </eor>",)),
+        problems=("intent: missing </eor>",), paper=0.0),
 ]
 PUBHEALTH_SMART = [  # no answer strings: no gold passages (None, or absent); claim-vs-fact answers
     {**row("h1", "smart", 1.0, facts=(fact(1, True), fact(2, False), fact(3, False)), citations=(1,)),
@@ -60,9 +65,14 @@ ARC_MODULAR = [
 
 
 def write_eval(run: Path, stem: str, task: str, method: str, score: float, rows: list[dict], fallbacks: dict) -> None:
+    """Predictions and metrics; the metrics hold both protocols where the rows hold `paper_score`."""
     (run / "eval" / f"{stem}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     metrics = {"task": task, "method": method, "model": "m", "score": score, "n": len(rows), "fallbacks": fallbacks,
                "unparsed": 0, "settings": {"ndocs": 3}}
+    if all("paper_score" in r for r in rows):
+        paper = 100 * sum(r["paper_score"] for r in rows) / len(rows)
+        metrics["protocols"] = {"strict": {"score": score, "n": len(rows), "ci95": None},
+                                "paper": {"score": paper, "n": len(rows), "ci95": None}}
     (run / "eval" / f"{stem}.metrics.json").write_text(json.dumps(metrics))
 
 
@@ -78,7 +88,7 @@ def run(tmp_path: Path) -> Path:
                [row(f"n{i}", "no_retrieval", float(i == 0), passages=0, gold=[]) for i in range(5)], {})
     # the same items as SMART's (by id, in another order): p1-p3 right; PubHealth: h1 and h2 of SMART's three, wrong
     write_eval(tmp_path, "popqa_vanilla_rag", "popqa", "vanilla_rag", 60.0,
-               [row(f"p{i}", "vanilla_rag", float(i <= 3), gold=[1]) for i in range(1, 6)], {})
+               [row(f"p{i}", "vanilla_rag", float(i <= 3), gold=[1], paper=float(i <= 4)) for i in range(1, 6)], {})
     write_eval(tmp_path, "pubhealth_vanilla_rag", "pubhealth", "vanilla_rag", 0.0,
                [row(f"h{i}", "vanilla_rag", 0.0) for i in (1, 2)], {})
     # grouped by the fields inside the metrics, whatever the file is called
@@ -93,6 +103,14 @@ TABLE = """\
 | Backbone alone (no retrieval) | 20.0 [0.0, 60.0] (n=5) | – | – | – | 0 |
 | Backbone + the same top-3 passages (vanilla RAG) | 60.0 [20.0, 100.0] (n=5) | 0.0 [0.0, 0.0] (n=2) | – | – | 0 |
 | Prompted modular agents (same backbone, no training) | – | – | 33.3 [0.0, 100.0] (n=3) | – | 2 |
+"""
+PAPER_TABLE = """\
+| Method | PopQA (match) | PubHealth (match) | ARC-C (match) | Average | fallbacks |
+|---|---:|---:|---:|---:|---:|
+| SMART (trained, 4 agents) | 20.0 [0.0, 60.0] (n=5) | – | – | – | 3 |
+| Backbone alone (no retrieval) | – | – | – | – | 0 |
+| Backbone + the same top-3 passages (vanilla RAG) | 80.0 [40.0, 100.0] (n=5) | – | – | – | 0 |
+| Prompted modular agents (same backbone, no training) | – | – | – | – | 2 |
 """
 PAIRED = """\
 | Task | n | SMART % | vanilla RAG % | SMART − vanilla RAG [95% CI] | reading |
@@ -114,6 +132,26 @@ def test_results_table_rows_per_method_columns_per_task(run):
         "| Backbone alone (no retrieval) | 20.0 [0.0, 60.0] (n=5) | – | – | 0 |",
         "| Backbone + the same top-3 passages (vanilla RAG) | 60.0 [20.0, 100.0] (n=5) | 0.0 [0.0, 0.0] (n=2) "
         "| 30.0 [10.0, 50.0] (n=7) | 0 |"]
+
+
+def test_paper_protocol_table_and_pairs_read_paper_scores(run):
+    """Only the PopQA runs of SMART and vanilla RAG carry the paper protocol (rows and metrics): the other cells
+    are missing, and the paired comparison under it has PopQA alone."""
+    evaluations = load_evaluations(run)
+    assert results_table(evaluations, "paper") == PAPER_TABLE
+    pairs = paired(evaluations, "paper")
+    assert [(p.task, p.n, p.smart, p.baseline, p.ci, p.reading) for p in pairs] == [
+        ("popqa", 5, 20.0, 80.0, (-100.0, -20.0), "SMART behind")]
+    assert "| PopQA (match) | 5 | 20.0 | 80.0 | -60.0 [-100.0, -20.0] | SMART behind:" in paired_table(pairs, "paper")
+
+
+def test_interval_from_the_metrics_when_rows_lack_the_protocol():
+    metrics = {"score": 50.0, "n": 4, "protocols": {"strict": {"score": 50.0, "n": 4, "ci95": [10.0, 90.0]},
+                                                    "paper": {"score": 25.0, "n": 4, "ci95": [0.0, 75.0]}}}
+    evaluation = Evaluation("popqa", "smart", metrics, [{"id": str(i), "score": float(i < 2)} for i in range(4)])
+    assert results_table([evaluation], "paper").splitlines()[2] == \
+        "| SMART (trained, 4 agents) | 25.0 [0.0, 75.0] (n=4) | 25.0 (n=4) | 0 |"  # the average needs the rows
+    assert paired([evaluation, Evaluation("popqa", "vanilla_rag", metrics, evaluation.rows)], "paper") == []
 
 
 def test_results_table_without_predictions_shows_no_interval(run):
@@ -147,12 +185,14 @@ def ratio(hits: int, total: int) -> dict:
 def test_report_files_and_diagnostics(run):
     write_report(run, {"backbone": "tiny"})
     assert (run / "results_table.md").read_text() == TABLE
+    assert (run / "results_table_paper.md").read_text() == PAPER_TABLE
     written = json.loads((run / "diagnostics.json").read_text())
     diagnostics = {(d["task"], d["method"]): d for d in written["evaluations"]}
     assert list(diagnostics) == [("popqa", "smart"), ("pubhealth", "smart"), ("popqa", "no_retrieval"),
                                  ("popqa", "vanilla_rag"), ("pubhealth", "vanilla_rag"), ("arc_c", "modular")]
     assert diagnostics["popqa", "smart"] == {
-        "task": "popqa", "method": "smart", "n": 5, "score": 40.0, "ci95": [0.0, 80.0],
+        "task": "popqa", "method": "smart", "n": 5, "score": 40.0, "ci95": [0.0, 80.0], "paper_score": 20.0,
+        "paper_ci95": [0.0, 60.0],
         "intent well-formed": ratio(3, 5),  # p2 fallback, p5 problem
         "locator well-formed": ratio(3, 4),  # p4 has no passages; p3 fallback
         "generator well-formed": ratio(4, 5),  # p3
@@ -172,15 +212,20 @@ def test_report_files_and_diagnostics(run):
     assert modular["verdict word follows comparison"] is None
     baseline = diagnostics["popqa", "vanilla_rag"]
     assert baseline["score"] == 60.0 and baseline["ci95"] == [20.0, 100.0]
+    assert baseline["paper_score"] == 80.0 and baseline["paper_ci95"] == [40.0, 100.0]
     assert baseline["n"] == 5 and all(v is None for k, v in baseline.items()
-                                      if k not in ("task", "method", "n", "score", "ci95"))
+                                      if k not in ("task", "method", "n", "score", "ci95", "paper_score", "paper_ci95"))
+    assert diagnostics["popqa", "no_retrieval"]["paper_score"] is None  # rows written before the paper protocol
 
     assert [(p["task"], p["n"], p["difference"], p["ci95"], p["reading"]) for p in written["smart_vs_vanilla_rag"]] == [
         ("popqa", 5, -20.0, [-60.0, 0.0], "within noise"), ("pubhealth", 2, 50.0, [0.0, 100.0], "within noise"),
         ("average", 7, 15.0, [-20.0, 50.0], "within noise")]
+    assert [(p["task"], p["difference"], p["ci95"]) for p in written["smart_vs_vanilla_rag_paper"]] == [
+        ("popqa", -60.0, [-100.0, -20.0])]
 
     report = (run / "report.md").read_text()
     assert TABLE in report and "## SMART − vanilla RAG (paired)" in report and PAIRED in report
+    assert "### Paper protocol (Self-RAG / ALCE scoring)\n\n" + PAPER_TABLE in report
     assert "| eval_smart | 12 |" in report and "| backbone | `tiny` |" in report
     assert ("| SMART (trained, 4 agents) | PopQA (match) | 5 | 60.0 (3/5) | 75.0 (3/4) | 80.0 (4/5) | 33.3 (1/3) | "
             "50.0 (2/4) | 66.7 (2/3) | – | 20.0 (1/5) | 20.0 (1/5) | 20.0 (1/5) |") in report
@@ -216,3 +261,17 @@ def test_constant_answers_give_each_label_tasks_floor():
     evaluations = [Evaluation("pubhealth", "smart", {}, claims), Evaluation("pubhealth", "vanilla_rag", {}, claims[:1]),
                    Evaluation("arc_c", "smart", {}, choices), Evaluation("popqa", "smart", {}, opens)]
     assert constant_answers(evaluations) == {"pubhealth": ("true", 75.0), "arc_c": ("B", 50.0)}
+
+
+def test_report_shows_the_contamination_counts(tmp_path):
+    from smart.report import contamination_section
+
+    assert contamination_section(tmp_path) == []  # no check ran
+    example = {"kinds": ["same_question", "ngram"], "eval_question": "Who wrote Emma?", "train_question": "who wrote emma"}
+    (tmp_path / "contamination.json").write_text(json.dumps({
+        "ngram": 8, "train": {"files": ["t.jsonl"], "records": 40, "questions": 10},
+        "eval": [{"file": "popqa.jsonl", "task": "popqa", "n": 5, "same_question": 1, "same_id": 0, "ngram": 1, "any": 1,
+                  "examples": [example]}]}))
+    text = "\n".join(contamination_section(tmp_path))
+    assert "| PopQA (match) | 5 | 1 | 0 | 1 | 1 |" in text
+    assert "- PopQA (match): dev `Who wrote Emma?` ~ train `who wrote emma` (same_question, ngram)" in text
