@@ -6,6 +6,7 @@ last succeeded (see smart/pipeline.py). Sizes come from environment variables, s
 """
 from __future__ import annotations
 
+import argparse
 import os
 from pathlib import Path
 
@@ -14,12 +15,14 @@ from smart.io import write_json
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     setup = pipeline.demo_setup(Path(os.environ.get("RUN_DIR", "runs/quickstart")), defaults.data_dir())
     setup.run.mkdir(parents=True, exist_ok=True)
     write_json(setup.run / "settings.json", setup.settings)
     seconds = pipeline.run_stages(pipeline.quickstart_stages(setup), setup.run)
     print(f"\nall stages done ({seconds:.0f} s this run)\n")
     print((setup.run / "results_table.md").read_text())
+    print((setup.run / "results_table_paper.md").read_text())
 
 
 if __name__ == "__main__":
