@@ -270,16 +270,24 @@ def load_model_and_tokenizer(model_name_or_path: str, tokenizer_name: str | None
 
 
 def apply_lora(model, tokenizer, rank: int, alpha: float, dropout: float, target_modules: str | list[str],
-               train_special_tokens: bool):
+               train_special_tokens: bool, cast_inputs: bool = True):
     """Wrap in a peft LoRA model; the special tokens' rows (input embeddings, and the output head when it is not
-    tied to them) train and save with the adapter, and merge_and_unload writes them into the weights."""
+    tied to them) train and save with the adapter, and merge_and_unload writes them into the weights.
+
+    `cast_inputs=False` (training under autocast): each adapter takes the layer's 16-bit input as it is. peft would
+    cast it to the float32 adapter's dtype, and autocast cast it back for the matmul: the same numbers after two
+    copies of every activation per adapted layer (pre-issue 34 behaviour: True)."""
     from peft import LoraConfig, TaskType, get_peft_model
+    from peft.tuners.tuners_utils import BaseTunerLayer
 
     ids = special_token_ids(tokenizer)
     token_rows = {"trainable_token_indices": {name: ids for name in token_row_modules(model)}} if train_special_tokens else {}
     config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=dropout,
                         target_modules=target_modules, **token_rows)
     model = get_peft_model(model, config)
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = cast_inputs
     model.print_trainable_parameters()
     return model
 
@@ -419,7 +427,7 @@ def train(args: TrainArgs) -> Path:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
         model = apply_lora(model, tokenizer, args.lora_rank, args.lora_alpha, args.lora_dropout,
-                           args.lora_target_modules, args.use_special_tokens)
+                           args.lora_target_modules, args.use_special_tokens, cast_inputs=args.mixed_precision == "no")
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     collate = collate_packed if args.packing else (lambda f: collate_padded(f, pad_id))

@@ -341,6 +341,43 @@ def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, 
     assert {t.dtype for t in weights.values()} == {dtype} and "lm_head.weight" not in weights  # tied: stored once
 
 
+def lora_losses(model_dir: Path, cast_inputs: bool, steps: int = 6
+                ) -> tuple[list[float], set[torch.dtype]]:
+    """Losses of `steps` bf16-autocast LoRA steps on a bf16 base (one fixed packed batch), and the dtypes the
+    adapters' first matrices received."""
+    torch.manual_seed(0)
+    model, tokenizer = training.load_model_and_tokenizer(str(model_dir), use_special_tokens=False, dtype=torch.bfloat16,
+                                                 attn_implementation=training.register_packed_attention())
+    model = training.apply_lora(model, tokenizer, 4, 8, 0.0, "all-linear", False, cast_inputs).train()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    seen = set()
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.add(args[0].dtype))
+             for name, m in model.named_modules() if name.endswith("lora_A.default")]
+    features, _ = training.encode_all([training.Example(str(i), T.format_prompt(q), T.render_long(LONG))
+                                       for i, q in enumerate(["Who wrote Hamlet?", "Hamlet's author?"])], tokenizer, 256)
+    batch, losses = training.collate_packed(features), []
+    for _ in range(steps):
+        with torch.autocast("cpu", torch.bfloat16):
+            loss, _ = training.lm_loss(model, batch)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    for hook in hooks:
+        hook.remove()
+    return losses, seen
+
+
+def test_fast_lora_step_keeps_the_losses_of_the_pre_issue_step(tiny_llama_dir):
+    """The quickstart's CPU step (adapters take the bf16 activations as they are) against the earlier one (peft casts
+    each adapter's input to float32 and autocast casts it back): the same losses on a tiny run."""
+    before, before_inputs = lora_losses(tiny_llama_dir, cast_inputs=True)
+    after, after_inputs = lora_losses(tiny_llama_dir, cast_inputs=False)
+    assert before_inputs == {torch.float32} and after_inputs == {torch.bfloat16}  # the copies are gone
+    assert after[-1] < after[0] - 0.1  # it learns
+    assert after == pytest.approx(before, rel=0.02)
+
+
 @pytest.mark.slow
 def test_short_lora_run_teaches_each_step_its_end_token(tmp_path, embedded_llm_dir):
     """Teacher-forced on its training trajectories, the model ends each agent's step with that step's token
