@@ -3,10 +3,11 @@
     python data_creation/write_answers.py --input_file work/located.jsonl --output_file work/answered.jsonl \\
         --teacher vllm --model_name embedded --concurrency 64
 
-The model answers each open question as vanilla RAG would (its chat template, the item's retrieved passages, then
-the request; greedy). The first sentence of its answer becomes the item's answer when it holds a gold answer (flag
-`answer_by_model`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items
-pass through unchanged. Resumable (a rerun skips finished ids); the summary goes to <output_file>.summary.json.
+The model (its chat template, greedy) reads the item's located facts, then the request; the first sentence of its
+answer, cut at the first clause break after the gold answer, becomes the item's answer when it holds a gold answer
+(flag `answer_by_facts`). Otherwise it answers from the retrieved passages as vanilla RAG would, kept on the same
+terms (`answer_by_model`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items pass
+through unchanged. Resumable (a rerun skips finished ids); the summary goes to <output_file>.summary.json.
 data_creation/create_data.sh runs it when ANSWER_TEACHER is set (ANSWER_MODEL names the model).
 """
 from __future__ import annotations

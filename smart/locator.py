@@ -14,7 +14,7 @@ import difflib
 import re
 
 from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request
-from smart.intent import latin_share
+from smart.intent import fallback_query, latin_share
 from smart.io import read_records
 from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import IRRELEVANT, RELEVANT, normalize_space
@@ -145,9 +145,8 @@ def _norm(s: str) -> str:
 
 
 def _request_words(item: dict) -> set[str]:
-    """Content words of the request (for multiple choice, of its question, not its options)."""
-    text = item_request(item) if item.get("task_type") != MULTIPLE_CHOICE else (item.get("input") or "").split("\n")[0]
-    return set(content_words(text or item_request(item)))
+    """Content words of the request as a query (the claim alone, the question without its options)."""
+    return set(content_words(fallback_query(item)))
 
 
 def answer_targets(item: dict) -> list[str]:

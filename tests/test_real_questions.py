@@ -145,29 +145,44 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
     assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
     assert answer_span("\n\nMogadishu!", ["Mogadishu"]) == "Mogadishu!"
-    replies = {"capital": "The capital of Somalia is Mogadishu, on the coast. It is large.", "river": "It is the Nile."}
-    golds = {"capital": "Mogadishu", "river": "Shebelle"}
-    located = [{**item({**OPEN, "id": key, "question": f"Which {key}?", "answers": [gold]}), "ctxs": [PASSAGE]}
-               for key, gold in golds.items()]
+    assert answer_span("It was founded in 1930, with the exception of 1942.", ["1930"]) == "It was founded in 1930."
+    assert answer_span("In 1889 (Paris), the tower opened.", ["Paris"]) == "In 1889 (Paris)."
+    assert answer_span("The tower is in Paris - a city.", ["Paris"]) == "The tower is in Paris."
+    assert answer_span("Its capital, since 1960, is Mogadishu.", ["Mogadishu"]) == "Its capital, since 1960, is Mogadishu."
+    fact = "Its capital is Mogadishu, the largest city of Somalia."
+    located_fact = {**PASSAGE, "relevant": True, "fact": fact}
+    # key -> (gold, located passage, reply to the facts prompt, reply to vanilla RAG's prompt)
+    cases = {"capital": ("Mogadishu", PASSAGE, None, "The capital of Somalia is Mogadishu, on the coast. It is large."),
+             "city": ("Mogadishu", located_fact, "The largest city is Mogadishu.", "Somalia."),
+             "port": ("Mogadishu", located_fact, "It is Somalia.", "The port is Mogadishu."),
+             "river": ("Shebelle", located_fact, "It is the Nile.", "It is the Nile.")}
+    located = [{**item({**OPEN, "id": key, "question": f"Which {key}?", "answers": [gold]}), "ctxs": [ctx]}
+               for key, (gold, ctx, _, _) in cases.items()]
     located.append({**item(CLAIM), "ctxs": [PASSAGE]})
     seen = []
 
     def respond(messages: list[dict]) -> str:
         content = messages[-1]["content"]
         seen.append(content)
-        return replies[next(k for k in golds if f"Which {k}?" in content)]
+        key = next(k for k in cases if f"Which {k}?" in content)
+        by_facts = content.startswith(f"Passages:\n[1] Somalia\n{fact}\n\n")
+        return cases[key][2] if by_facts else cases[key][3]
 
     write_jsonl(tmp_path / "located.jsonl", located)
     with StubOpenAI(respond=respond) as server:
         summary = run_answers(str(tmp_path / "located.jsonl"), str(tmp_path / "answered.jsonl"),
                               OpenAITeacher("stub", base_url=server.url, max_retries=1, backoff_base=0.01))
     out = {r["id"]: r for r in map(json.loads, (tmp_path / "answered.jsonl").read_text().splitlines())}
-    assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu, on the coast."
-    assert out["real_capital"]["flags"] == ["answer_by_model"]
+    assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu."  # cut after the answer's clause
+    assert out["real_capital"]["flags"] == ["answer_by_model"]  # no located fact: vanilla RAG's prompt only
+    assert out["real_city"]["output"] == "The largest city is Mogadishu."
+    assert out["real_city"]["flags"] == ["answer_by_facts"]
+    assert out["real_port"]["output"] == "The port is Mogadishu." and out["real_port"]["flags"] == ["answer_by_model"]
     assert out["real_river"]["output"] == "Shebelle" and out["real_river"]["flags"] == ["answer_gold"]
-    assert out["real_c1"] == {**located[2]}  # a claim keeps its label, unasked
-    assert len(seen) == 2 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)  # vanilla RAG's prompt
-    assert summary.flags == {"answer_by_model": 1, "answer_gold": 1}
+    assert out["real_c1"] == {**located[-1]}  # a claim keeps its label, unasked
+    assert len(seen) == 6 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)
+    assert sum(c.startswith(f"Passages:\n[1] Somalia\n{fact}\n\n") for c in seen) == 3  # the facts prompts
+    assert summary.flags == {"answer_by_model": 2, "answer_by_facts": 1, "answer_gold": 1}
 
 
 # ----------------------------------------------------------------------------------------------- end to end
@@ -217,4 +232,5 @@ def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embed
     stats = json.loads((tmp_path / "out" / "real_stats.json").read_text())
     assert stats["items"] == len(rows) and stats["queries_per_item"] == 1.0
     assert stats["flags"].get("no_fact_located", 0) == len(rows) - len(with_facts)
-    assert stats["flags"].get("answer_by_model", 0) + stats["flags"]["answer_gold"] == 4  # the open questions only
+    answered = ("answer_by_facts", "answer_by_model", "answer_gold")
+    assert sum(stats["flags"].get(flag, 0) for flag in answered) == 4  # the open questions only
