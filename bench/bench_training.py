@@ -138,18 +138,19 @@ def measure(args: argparse.Namespace, mode: str, setting: str, profiled: bool = 
                "single": lambda: [training.collate_packed([f]) for f in features]}[mode]()
     autocast = torch.autocast("cpu", torch.bfloat16, enabled=rung.autocast == "bf16")
 
-    def step(batch: dict) -> None:
+    def step(batch: dict) -> float:
         with autocast:
             loss, _ = training.lm_loss(model, batch)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
+        return loss.item()
 
     step(training.collate_packed(features[:1]))  # warm-up step, untimed
     seconds, real, computed, flops = 0.0, 0, 0, 0
     for batch in batches:
         start = time.perf_counter()
-        step(batch)
+        last_loss = step(batch)
         seconds += time.perf_counter() - start
         real += int((batch["attention_mask"].sum() if "attention_mask" in batch else batch["input_ids"].numel()))
         computed += batch["input_ids"].numel()
@@ -166,6 +167,7 @@ def measure(args: argparse.Namespace, mode: str, setting: str, profiled: bool = 
     return {"data": str(data or "synthetic long trajectories"), "n": len(features), "dropped": dropped,
             "lengths": (min(lengths), sum(lengths) / len(lengths), max(lengths)), "steps": len(batches),
             "seconds": seconds, "real": real, "computed": computed, "flops": flops, "profile": profile,
+            "last_loss": last_loss,
             "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
@@ -213,7 +215,8 @@ def main() -> None:
         speed[name] = r["real"] / r["seconds"]
         print(f"{name:>12}: {speed[name]:7.1f} tokens/s  {r['seconds'] / r['steps']:6.2f} s/step  "
               f"{speed[name] / speed[names[0]]:5.2f}x the first  {r['flops'] / r['seconds'] / 1e9:7.1f} GFLOP/s  "
-              f"MFU {r['flops'] / r['seconds'] / peak:6.1%}  peak RSS {r['rss']:,.0f} MiB")
+              f"MFU {r['flops'] / r['seconds'] / peak:6.1%}  last-step loss {r['last_loss']:.4f}  "
+              f"peak RSS {r['rss']:,.0f} MiB")
     if r["profile"]:
         print(f"\n## Where a step's time goes ({names[-1]}, PyTorch profiler, 3 steps, top {args.top_ops} by self CPU)")
         print(r["profile"])
