@@ -12,7 +12,7 @@ import json
 import sys
 
 from smart import paper, protocols
-from smart.metrics import paper_table
+from smart.paper import paper_table
 
 
 def main(argv: list[str] | None = None) -> int:

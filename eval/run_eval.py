@@ -27,7 +27,7 @@ from typing import Callable
 from smart import agents, defaults, tasks, viewer
 from smart.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
-from smart.metrics import append_results_row
+from smart.metrics import aggregate, append_results_row, gold_passages, score
 
 log = logging.getLogger("run_eval")
 
@@ -107,14 +107,14 @@ def run_one(args: argparse.Namespace, task_name: str, input_file: str, method: s
             for i in range(0, len(todo), args.chunk_size):
                 chunk = todo[i:i + args.chunk_size]
                 for ex, row in zip(chunk, agents.run(method, backend(), chunk, retrieve, limits)):
-                    out.write({**row, "golds": ex.golds, "gold_passages": tasks.gold_passages(task, ex),
-                               **tasks.score(task, ex, row["answer"])})
+                    out.write({**row, "golds": ex.golds, "gold_passages": gold_passages(task, ex),
+                               **score(task, ex, row["answer"])})
                 log.info("done %d/%d", min(i + args.chunk_size, len(todo)), len(todo))
         stats = {k: v - before.get(k, 0) for k, v in backend().stats.items()} if todo else {}
         rows = [out.done[ex.key] for ex in examples]
 
     metrics = {"task": task.name, "method": method, "model": args.model_name, "input_file": input_file}
-    metrics.update(tasks.aggregate(task, examples, rows))
+    metrics.update(aggregate(task, examples, rows))
     metrics["fallbacks"] = dict(Counter(f for r in rows for f in r["fallbacks"]))
     metrics["examples_with_problems"] = sum(bool(r["problems"]) for r in rows)
     metrics["unparsed"] = metrics.get("unparsed", 0)

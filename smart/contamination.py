@@ -26,8 +26,7 @@ from typing import Iterable, Iterator
 from smart.convert import DIALOGUE_INSTRUCTION, FACT_VERIFICATION_INSTRUCTION, MULTIPLE_CHOICE_INSTRUCTION
 from smart.io import InputError, iter_jsonl, read_records, where
 from smart.metrics import normalize_answer
-from smart.pipeline import PAPER_EVAL_FILES
-from smart.tasks import TASKS, load_examples
+from smart.tasks import PAPER_EVAL_FILES, TASKS, load_examples
 from smart.trajectory import EOI, RETRIEVAL_OPEN, SHORT_TYPES
 
 KINDS = ("same_question", "same_id", "ngram")
@@ -189,7 +188,7 @@ def scan_training(overlap: Overlap, paths: Iterable[str | os.PathLike]) -> None:
 
 
 def infer_task(path: str | os.PathLike) -> str:
-    """The task of an evaluation file from its name: a paper file name (smart.pipeline.PAPER_EVAL_FILES), else the
+    """The task of an evaluation file from its name: a paper file name (smart.tasks.PAPER_EVAL_FILES), else the
     longest task name within it (`popqa_dev.jsonl` -> popqa)."""
     name = Path(path).name
     for task, paper_name in PAPER_EVAL_FILES.items():

@@ -27,13 +27,12 @@ from smart.agents import INFERENCE_ABLATIONS
 from smart.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
 from smart.io import InputError, write_json
 from smart.real_questions import DEFAULT_MIX
+from smart.tasks import PAPER_EVAL_FILES
 
 PY = sys.executable
 BASELINES = ("no_retrieval", "vanilla_rag", "modular")
 QUICKSTART_BASELINES = ("no_retrieval", "vanilla_rag")  # the modular agents stay in the paper tables (Table 2)
 TRAINING_ABLATIONS = ("full", *INFERENCE_ABLATIONS)  # full, no_intent, no_locator, generator_only
-PAPER_EVAL_FILES = {"pubhealth": "health_claims_processed.jsonl", "arc_c": "arc_challenge_processed.jsonl",
-                    "popqa": "popqa_longtail_w_gs.jsonl", "squad": "squad_dev.jsonl", "asqa": "asqa_eval_gtr_top100.json"}
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The two scoring protocols every run is scored under, side by side in its metrics JSON (tasks.aggregate):
+"""The two scoring protocols every run is scored under, side by side in its metrics JSON (metrics.aggregate):
 
 | task            | strict (ours; the headline `score`)               | paper (the reference scripts, quirks included) |
 |-----------------|---------------------------------------------------|------------------------------------------------|

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from smart import paper
-from smart.metrics import paper_table
+from smart.paper import paper_table
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = REPO.parent / "shared" / "eval_protocol.md"
