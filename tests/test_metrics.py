@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from smart import metrics
-from smart.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
+from smart.evaluation import metrics
+from smart.evaluation.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
                            str_em)
-from smart.paper import paper_table
+from smart.evaluation.paper import paper_table
 
 CHOICES = {"A": "Planetary density will decrease.", "B": "Planetary years will become longer.",
            "C": "Planetary days will become shorter.", "D": "Planetary gravity will become stronger."}
@@ -97,7 +97,7 @@ def test_accuracy_counts_unparseable_as_wrong():
 
 
 def test_choice_answers_score_by_their_text_then_their_label():
-    from smart.convert import choice_answer
+    from smart.data.convert import choice_answer
 
     for label, text in CHOICES.items():  # the format trained answers take: the text, then the label
         assert accuracy(choice_answer(label, text), label, CHOICES) == (1.0, label)

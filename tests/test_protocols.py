@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from smart import metrics, protocols, tasks
-
+from smart.evaluation import metrics, protocols, tasks
 # (answer, golds, Self-RAG match): the answer as the model wrote it, before run_short_form's post-processing
 SELFRAG_MATCH = [
     ("Paris", ["Paris"], 1.0),

@@ -1,5 +1,6 @@
-"""The metrics of both scoring protocols (smart.protocols), a task's per-example scores and per-run numbers under
-both (score, aggregate), and the results table's markdown row per run (the paper's layout: smart.paper.paper_table).
+"""The metrics of both scoring protocols (smart.evaluation.protocols), a task's per-example scores and per-run
+numbers under both (score, aggregate), and the results table's markdown row per run (the paper's layout:
+smart.evaluation.paper.paper_table).
 
 - strict (ours): normalized match with exact match and token F1 beside it, one robustly parsed label for claims
   and choices (the label the model wrote), ASQA str-em on word boundaries / ROUGE-L / optional MAUVE.
@@ -18,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from smart import protocols
-from smart.tasks import Example, Task
+from smart.evaluation import protocols
+from smart.evaluation.tasks import Example, Task
 from smart.trajectory import parse_verdict
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,7 @@ def append_results_row(path: str | Path, metrics: dict) -> None:
 
 # ------------------------------------------------------------------------------------------- per task
 def score(task: Task, ex: Example, answer: str) -> dict:
-    """Per-example scores in [0, 1] under both protocols (smart.protocols): `score` the strict one (match, accuracy,
+    """Per-example scores in [0, 1] under both protocols (smart.evaluation.protocols): `score` the strict one (match, accuracy,
     ASQA str-em), with the parsed `label` for accuracy tasks (None = unparseable, counted as wrong) and exact match
     `em` and token `f1` beside match; `paper_score` the paper protocol's (Self-RAG's match; ASQA: ALCE's str-em)."""
     if task.metric == "asqa":
@@ -336,7 +337,7 @@ def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
     """Dataset-level numbers (percentages) of prediction rows (one per example, in order; each needs only its
     `answer`: every score is recomputed from it, so rescoring a run's predictions gives the numbers the run wrote).
 
-    `protocols`: per protocol (smart.protocols) `score`, `n`, `ci95` and its other numbers (strict: `em` and `f1`,
+    `protocols`: per protocol (smart.evaluation.protocols) `score`, `n`, `ci95` and its other numbers (strict: `em` and `f1`,
     or `unparsed`; ASQA: `str_em`, `rouge_l` / `rouge_lsum`, `mauve` where computable). The strict numbers also
     stay at the top level (`score`, `n`, `unparsed`, `str_em`, `rouge_l`, `mauve`), as before the protocols."""
     if len(rows) != len(examples):

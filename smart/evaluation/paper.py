@@ -1,6 +1,7 @@
 """The paper's published numbers (Tables 2-4, Llama-2-7B backbone) and its three tables rendered with ours beside
-them, each cell `ours / published (ours - published)`, and the results table in the paper's layout (paper_table), ours under either scoring protocol (smart.protocols: the
-paper protocol scores as the paper did, so its cells compare like with like).
+them, each cell `ours / published (ours - published)`, ours under either scoring protocol (smart.evaluation.protocols:
+the paper protocol scores as the paper did, so its cells compare like with like); and the results table in the
+paper's layout (paper_table).
 
 Two versions of the paper: "aaai" (AAAI 2025, arXiv v3; the default) and "preprint" (the earlier arXiv version,
 which reports only SMART's four short-form scores of Table 2). Columns are (task, metric) keys of the metrics JSON
@@ -12,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from smart import protocols
-from smart.tasks import TASKS
+from smart.evaluation import protocols
+from smart.evaluation.tasks import TASKS
 
 Column = tuple[str, str]  # (task, metric); metric "score" is the task's main metric (accuracy or match)
 Numbers = tuple[float | None, ...]  # one per column of the table
@@ -228,7 +229,7 @@ def _paper_cell(run: dict, task: str, key: str, protocol: str) -> str:
 
 def paper_table(runs: list[dict], version: str = DEFAULT_VERSION, protocol: str = "strict") -> str:
     """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), ours
-    scored under `protocol` (smart.protocols), with SMART's published numbers (Table 2, Llama-2-7B; `version` of the
+    scored under `protocol` (smart.evaluation.protocols), with SMART's published numbers (Table 2, Llama-2-7B; `version` of the
     paper: VERSIONS) in the last row. `runs` are metrics JSON objects."""
     order = [t for t in TASKS if any(r["task"] == t for r in runs)]
     columns: list[tuple[str, str]] = []

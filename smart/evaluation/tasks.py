@@ -1,5 +1,5 @@
 """The paper's evaluation datasets: file shapes (Self-RAG / ALCE releases), zero-shot instructions, validation and
-the paper's file names (PAPER_EVAL_FILES). Their scores under both protocols: smart.metrics (score, aggregate).
+the paper's file names (PAPER_EVAL_FILES). Their scores under both protocols: smart.evaluation.metrics (score, aggregate).
 
 | task      | request (instruction / input)                         | gold                          | metric   |
 |-----------|-------------------------------------------------------|-------------------------------|----------|
