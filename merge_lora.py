@@ -14,7 +14,7 @@ import logging
 
 from smart.defaults import EMBEDDED
 from smart.io import exit_on_input_error
-from smart.training import merge_lora
+from smart.training.trainer import merge_lora
 
 
 def main(argv: list[str] | None = None) -> None:

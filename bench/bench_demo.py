@@ -17,8 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from smart.agents import FALLBACKS
-from smart.report import agent_diagnostics, load_evaluations, stage_times
+from smart.evaluation.report import agent_diagnostics, load_evaluations, stage_times
+from smart.inference.agents import FALLBACKS
 
 VARIANTS = {"special": {"USE_SPECIAL_TOKENS": "1"}, "plain": {"USE_SPECIAL_TOKENS": "0"}}
 REPO = Path(__file__).resolve().parents[1]

@@ -18,9 +18,10 @@ import argparse
 import os
 import time
 
-from smart import agents, defaults
-from smart.backends import SMALL_CPU_CORES, load_backend, vllm_available
-from smart.tasks import Example, load_examples
+from smart import defaults
+from smart.evaluation.tasks import Example, load_examples
+from smart.inference import agents
+from smart.inference.backends import SMALL_CPU_CORES, load_backend, vllm_available
 from smart.trajectory import Passage
 
 from fresh_process import in_fresh_process
@@ -28,7 +29,7 @@ from fresh_process import in_fresh_process
 
 def corpus_questions(n: int, ndocs: int) -> list[Example]:
     """Demo-like questions: one per passage spread over the embedded corpus, its ctxs that passage and its neighbours."""
-    from smart.passages import PassageStore
+    from smart.retrieval.passages import PassageStore
 
     store = PassageStore(defaults.prepare_passages())
     step = max(1, (len(store) - ndocs) // n)

@@ -6,7 +6,7 @@
 Part 1 embeds passages of the embedded corpus with the embedded encoder: in its default precision against float32
 (passages/s, and how many of the demo questions' top-10 passages agree), then twice more: batches in corpus order
 (baseline) and batches sorted by length (what generate_passage_embeddings does). Part 2 compares every index option
-(smart.index.IndexOptions) with flat, the exact baseline, measured in the same run:
+(smart.retrieval.index.IndexOptions) with flat, the exact baseline, measured in the same run:
 (a) on the embedded corpus's own ~12.3k passage embeddings, a few hundred demo questions as queries: recall@1/5/20
     against flat, bytes per vector, build seconds, queries/s; then n_probe / ef_search on the same built indexes;
 (b) on --scale_n vectors shaped like the real ones (a real embedding plus Gaussian noise, renormalised), each option
@@ -32,11 +32,12 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from smart import defaults  # noqa: E402
-from smart.index import DEFAULT_EF_SEARCH, DEFAULT_N_PROBE, Index, IndexOptions, build_index, save_shard  # noqa: E402
-from smart.passages import PassageStore  # noqa: E402
+from smart.retrieval.index import (DEFAULT_EF_SEARCH, DEFAULT_N_PROBE, Index, IndexOptions, build_index,  # noqa: E402
+                                   save_shard)
+from smart.retrieval.passages import PassageStore  # noqa: E402
 
 if TYPE_CHECKING:
-    from smart.encoder import Encoder
+    from smart.retrieval.encoder import Encoder
 
 
 QUESTIONS = ["Who painted The Starry Night?", "What is the chemical symbol of gold?", "When did World War II end?",
@@ -69,7 +70,7 @@ def demo_questions() -> list[str]:
 def bench_precision(encoder: Encoder, texts: list[str], batch_size: int, k: int = 10) -> None:
     """The default encoder (bfloat16 on CPUs with bf16 instructions) against float32: passages/s and the overlap
     of the top-k passages the demo questions retrieve from these texts."""
-    from smart.encoder import Encoder  # torch: imported only where needed, so index children stay lean
+    from smart.retrieval.encoder import Encoder  # torch: imported only where needed, so index children stay lean
 
     exact = Encoder(defaults.resolve_encoder(defaults.EMBEDDED), max_length=256, dtype="float32")
     exact.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
@@ -87,7 +88,7 @@ def bench_precision(encoder: Encoder, texts: list[str], batch_size: int, k: int 
 
 
 def bench_embedding(n: int | None, batch_size: int, repeats: int) -> np.ndarray:
-    from smart.encoder import Encoder, prepare_text
+    from smart.retrieval.encoder import Encoder, prepare_text
 
     store = PassageStore(defaults.prepare_passages())
     texts = [prepare_text(p["text"], p["title"]) for p in store.iter_rows(0, n or len(store))]
@@ -328,8 +329,8 @@ def bench_indexes(scale_n: int, hnsw_n: int, threads: int) -> None:
     """Part 2: tables (a), (b), (c)."""
     import faiss
 
-    from smart.encoder import Encoder
-    from smart.retriever import embed_passages
+    from smart.retrieval.encoder import Encoder
+    from smart.retrieval.retriever import embed_passages
 
     faiss.omp_set_num_threads(threads)
     encoder_dir, tsv = defaults.resolve_encoder(defaults.EMBEDDED), defaults.resolve_passages(defaults.EMBEDDED)

@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from smart.intent import run_intent
+from smart.data.intent import run_intent
+from smart.data.teacher import OpenAITeacher
 from smart.io import write_jsonl
-from smart.teacher import OpenAITeacher
 
 STUB_SERVER = Path(__file__).resolve().parents[1] / "tests" / "openai_stub.py"  # a test helper, run as a script
 

@@ -29,9 +29,9 @@ from dataclasses import dataclass
 
 import torch
 
-from smart import defaults, training
+from smart import defaults
 from smart import trajectory as T
-
+from smart.training import trainer as training
 from fresh_process import in_fresh_process
 
 # the quickstart's long trajectories (stage 2's data), when a quickstart has built them
@@ -40,7 +40,7 @@ QUICKSTART_DATA = sorted(defaults.REPO_ROOT.glob("data/real_*/trajectories/real_
 
 def synthetic_examples(n: int, seed: int) -> list[training.Example]:
     """Long trajectories over random corpus passages: the first passage of each query holds the fact."""
-    from smart.passages import PassageStore
+    from smart.retrieval.passages import PassageStore
 
     store = PassageStore(defaults.prepare_passages())
     rng = random.Random(seed)

@@ -6,8 +6,8 @@ phrasing, the evidence sentence given as the located fact):
   claim_vs_fact  the claim's span, the fact's, then the verdict ("Claim: samurai | Fact: mathematician |
                  Verdict: false"): the demo's form, smart.trajectory.render_verdict
 
-Accuracy reads each answer as evaluation does (smart.metrics.parse_true_false: the verdict word it writes);
-"by comparison" reads a claim-vs-fact answer by whether its two spans agree (smart.metrics.compared_verdict, a
+Accuracy reads each answer as evaluation does (smart.evaluation.metrics.parse_true_false: the verdict word it writes);
+"by comparison" reads a claim-vs-fact answer by whether its two spans agree (smart.evaluation.metrics.compared_verdict, a
 diagnostic) and any other answer by its verdict word.
 
 Each variant: LoRA (rank 16, lr 1e-3 linear, batch 4, one epoch) on the generator step of `--pairs` true/false claim
@@ -26,13 +26,13 @@ import time
 from pathlib import Path
 
 from smart import defaults
-from smart import demo_data as D
-from smart.backends import HFBackend
+from smart.data import demo_data as D
+from smart.evaluation.metrics import compared_verdict, parse_true_false
+from smart.inference.backends import HFBackend
 from smart.io import write_jsonl
-from smart.metrics import compared_verdict, parse_true_false
-from smart.passages import PassageStore
+from smart.retrieval.passages import PassageStore
+from smart.training.trainer import TrainArgs, train
 from smart.trajectory import EOG, GENERATOR_TYPE, Fact, Passage, Trajectory, format_prompt, short_trajectories
-from smart.training import TrainArgs, train
 
 ANSWER_FORMS = {"label": lambda item: item["golds"][0],
                 "fact_value": lambda item: f"{item['fact_value']}: {item['golds'][0]}",

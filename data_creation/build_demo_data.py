@@ -17,10 +17,10 @@ import json
 import logging
 
 from smart import defaults
-from smart.combine import load_tokenizer
-from smart.demo_data import SPAN_FACTS_PER_ROUND, build_demo_data
+from smart.data.combine import load_tokenizer
+from smart.data.demo_data import SPAN_FACTS_PER_ROUND, build_demo_data
+from smart.data.teacher import cli_errors
 from smart.io import InputError
-from smart.teacher import cli_errors
 
 
 def main(argv: list[str] | None = None) -> None:

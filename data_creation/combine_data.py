@@ -12,9 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from smart.combine import combine, load_tokenizer, trajectory_stats
+from smart.data.combine import combine, load_tokenizer, trajectory_stats
+from smart.data.teacher import cli_errors
 from smart.io import read_records, write_json, write_records
-from smart.teacher import cli_errors
 
 
 def main(argv: list[str] | None = None) -> None:

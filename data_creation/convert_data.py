@@ -13,9 +13,9 @@ import argparse
 import json
 import random
 
-from smart.convert import SHAPES, TASK_TYPES, convert_file
+from smart.data.convert import SHAPES, TASK_TYPES, convert_file
+from smart.data.teacher import cli_errors
 from smart.io import write_records
-from smart.teacher import cli_errors
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,15 +9,15 @@ verbatim span of its passage: close copies are snapped to the passage's sentence
 counted in the summary (<output_file>.summary.json), as are empty, cut, off-format or foreign-language replies.
 Exit status 1 when items failed after all retries: run the same command again to retry just those.
 --teacher answer: offline, answer-guided: per passage the sentence holding the gold answer (or the claim's words, or
-the correct option) that shares the most words with the request; see smart.locator.best_sentence.
+the correct option) that shares the most words with the request; see smart.data.locator.best_sentence.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 
-from smart.locator import run_locate
-from smart.teacher import add_teacher_args, cli_errors, make_teacher, report
+from smart.data.locator import run_locate
+from smart.data.teacher import add_teacher_args, cli_errors, make_teacher, report
 
 
 def main(argv: list[str] | None = None) -> None:

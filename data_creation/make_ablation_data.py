@@ -17,8 +17,8 @@ import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from smart.data.teacher import cli_errors
 from smart.io import read_records, write_jsonl
-from smart.teacher import cli_errors
 from smart.trajectory import ABLATIONS, LONG, ablate_record, problem_kind, record_type, validate_record
 
 SKIPPABLE = [a for a in ABLATIONS if a != "full"]

@@ -9,7 +9,7 @@ opening tag, an empty citation list (`[Cite]: </eog>`), the authors' type names 
 prompt whose locator block has no relevant fact (becomes generator_no_facts), and stray whitespace (each step is
 parsed and rendered again). A record is written only when it then passes validate_data.py's checks with no problem
 and nothing but whitespace changed besides those repairs; the others are skipped and listed by reason (the
-validator's problems) and location. See smart/authors_data.py.
+validator's problems) and location. See smart/data/authors_data.py.
 Exit status: 0 (skipped records are listed, not an error), 2 on unreadable input (the error names file and line).
 """
 from __future__ import annotations
@@ -18,9 +18,9 @@ import argparse
 import json
 import sys
 
-from smart.authors_data import normalize_files
+from smart.data.authors_data import normalize_files
+from smart.data.teacher import cli_errors
 from smart.io import write_records
-from smart.teacher import cli_errors
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,9 +20,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from smart.data.real_questions import (DEFAULT_MIX, DEV_TASK, dev_record, load_real_questions, parse_mix, split,
+                                       training_sample)
+from smart.data.teacher import cli_errors
 from smart.io import InputError, write_json, write_jsonl
-from smart.real_questions import DEFAULT_MIX, DEV_TASK, dev_record, load_real_questions, parse_mix, split, training_sample
-from smart.teacher import cli_errors
 
 QUESTIONS_DIR = Path(__file__).resolve().parent / "real_questions"
 

@@ -9,15 +9,15 @@ language) fall back to the request itself as the query, counted; bad rows (missi
 answers) are skipped and listed; a summary is printed and written to <output_file>.summary.json.
 Exit status 1 when items failed after all retries: run the same command again to retry just those.
 With --teacher answer (offline), items keep the `queries` they carry, else the request's own words without its
-function words are the query (smart.intent.keyword_query).
+function words are the query (smart.data.intent.keyword_query).
 """
 from __future__ import annotations
 
 import argparse
 import logging
 
-from smart.intent import run_intent
-from smart.teacher import add_teacher_args, cli_errors, make_teacher, report
+from smart.data.intent import run_intent
+from smart.data.teacher import add_teacher_args, cli_errors, make_teacher, report
 
 
 def main(argv: list[str] | None = None) -> None:

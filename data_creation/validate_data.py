@@ -16,8 +16,8 @@ import json
 import sys
 from collections import Counter, defaultdict
 
+from smart.data.teacher import cli_errors
 from smart.io import read_records
-from smart.teacher import cli_errors
 from smart.trajectory import problem_kind, record_type, validate_record
 
 

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from smart.answer import run_answers
+from smart.data.answer import run_answers
+from smart.data.teacher import add_teacher_args, cli_errors, make_teacher, report
 from smart.io import InputError
-from smart.teacher import add_teacher_args, cli_errors, make_teacher, report
 
 
 def main(argv: list[str] | None = None) -> None:

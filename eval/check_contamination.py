@@ -14,9 +14,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from smart.contamination import DEFAULT_NGRAM, check, format_report, infer_task, summary
+from smart.evaluation.contamination import DEFAULT_NGRAM, check, format_report, infer_task, summary
+from smart.evaluation.tasks import TASKS
 from smart.io import InputError, exit_on_input_error, write_json
-from smart.tasks import TASKS
 
 
 def main(argv: list[str] | None = None) -> int:

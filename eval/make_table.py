@@ -1,5 +1,5 @@
 """Print the paper's results table (methods x datasets, with SMART's published numbers) from metrics JSONs, once
-per scoring protocol (smart.protocols: strict, ours; paper, as the paper scored), each main score with its 95% CI
+per scoring protocol (smart.evaluation.protocols: strict, ours; paper, as the paper scored), each main score with its 95% CI
 and n.
 
     python eval/make_table.py results/*.metrics.json
@@ -11,8 +11,8 @@ import argparse
 import json
 import sys
 
-from smart import paper, protocols
-from smart.metrics import paper_table
+from smart.evaluation import paper, protocols
+from smart.evaluation.paper import paper_table
 
 
 def main(argv: list[str] | None = None) -> int:

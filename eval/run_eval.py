@@ -9,7 +9,7 @@ Several datasets and methods in one process (one model load), predictions as <ou
         --method no_retrieval vanilla_rag modular --output_dir results/
 
 Writes per-example predictions (JSONL, resumable: a rerun skips finished examples; each row scored under both
-protocols, smart.protocols), a metrics JSON beside each (`<output_file stem>.metrics.json`: both protocols, each with
+protocols, smart.evaluation.protocols), a metrics JSON beside each (`<output_file stem>.metrics.json`: both protocols, each with
 n and a 95% CI; eval/score.py recomputes them from any predictions file), the trajectory viewer page beside each
 (`<output_file stem>.html`, see eval/view_run.py) and appends a row to a markdown table (--results_table).
 """
@@ -24,10 +24,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Callable
 
-from smart import agents, defaults, tasks, viewer
-from smart.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
+from smart import defaults
+from smart.evaluation import tasks, viewer
+from smart.evaluation.metrics import aggregate, append_results_row, gold_passages, score
+from smart.inference import agents
+from smart.inference.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
-from smart.metrics import append_results_row
 
 log = logging.getLogger("run_eval")
 
@@ -76,8 +78,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def make_retrieve(args: argparse.Namespace) -> agents.Retrieve:
     if args.retrieval == "static":
         return agents.static_retrieval
-    from smart import retriever
-
+    from smart.retrieval import retriever
     if args.passages_embeddings:
         r = retriever.Retriever.from_paths(args.retriever_model, args.passages, args.passages_embeddings)
     else:
@@ -107,14 +108,14 @@ def run_one(args: argparse.Namespace, task_name: str, input_file: str, method: s
             for i in range(0, len(todo), args.chunk_size):
                 chunk = todo[i:i + args.chunk_size]
                 for ex, row in zip(chunk, agents.run(method, backend(), chunk, retrieve, limits)):
-                    out.write({**row, "golds": ex.golds, "gold_passages": tasks.gold_passages(task, ex),
-                               **tasks.score(task, ex, row["answer"])})
+                    out.write({**row, "golds": ex.golds, "gold_passages": gold_passages(task, ex),
+                               **score(task, ex, row["answer"])})
                 log.info("done %d/%d", min(i + args.chunk_size, len(todo)), len(todo))
         stats = {k: v - before.get(k, 0) for k, v in backend().stats.items()} if todo else {}
         rows = [out.done[ex.key] for ex in examples]
 
     metrics = {"task": task.name, "method": method, "model": args.model_name, "input_file": input_file}
-    metrics.update(tasks.aggregate(task, examples, rows))
+    metrics.update(aggregate(task, examples, rows))
     metrics["fallbacks"] = dict(Counter(f for r in rows for f in r["fallbacks"]))
     metrics["examples_with_problems"] = sum(bool(r["problems"]) for r in rows)
     metrics["unparsed"] = metrics.get("unparsed", 0)

@@ -1,4 +1,4 @@
-r"""Rescore a predictions file against the evaluation file it answered, under either protocol (smart.protocols).
+r"""Rescore a predictions file against the evaluation file it answered, under either protocol (smart.evaluation.protocols).
 
     python eval/score.py --task popqa --input_file eval_data/popqa_longtail_w_gs.jsonl \
         --predictions results/popqa_smart.jsonl --protocol paper
@@ -6,7 +6,7 @@ r"""Rescore a predictions file against the evaluation file it answered, under ei
 A predictions row (JSONL, or a .json list) needs only `answer`, and `id` where the evaluation file has ids: rows
 join the items by id, or by order where the evaluation file has none. Items without a prediction are left out (n
 says how many were scored). The numbers are those eval/run_eval.py writes in the run's metrics JSON (its `protocols`
-entry), computed by the same code (smart.tasks.aggregate). Prints the score, its 95% CI and n (and ASQA's other
+entry), computed by the same code (smart.evaluation.metrics.aggregate). Prints the score, its 95% CI and n (and ASQA's other
 numbers); with --json, one JSON line.
 """
 from __future__ import annotations
@@ -15,7 +15,8 @@ import argparse
 import json
 import sys
 
-from smart import protocols, tasks
+from smart.evaluation import protocols, tasks
+from smart.evaluation.metrics import aggregate
 from smart.io import InputError, exit_on_input_error, read_records, where
 
 
@@ -54,12 +55,12 @@ def join(examples: list[tasks.Example], predictions: list[tuple[int, dict]], pat
 
 
 def rescore(task: str, input_file: str, predictions_file: str, ndocs: int | None = None) -> dict:
-    """The predictions' metrics under both protocols (tasks.aggregate's numbers) and `missing`, the items without a
+    """The predictions' metrics under both protocols (metrics.aggregate's numbers) and `missing`, the items without a
     prediction. With `ndocs`, every item must also carry that many passages (as eval/run_eval.py checks)."""
     spec = tasks.get_task(task)
     examples = tasks.load_examples(spec, input_file, ndocs or 0, need_passages=ndocs is not None)
     chosen, rows = join(examples, read_predictions(predictions_file), predictions_file, input_file)
-    return {**tasks.aggregate(spec, chosen, rows), "missing": len(examples) - len(chosen)}
+    return {**aggregate(spec, chosen, rows), "missing": len(examples) - len(chosen)}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ r"""Build the static trajectory viewer (one self-contained HTML file) of evaluat
 Each predictions file is read with the `.metrics.json` beside it; `--compare` gives one partner per predictions
 file (joined on id, shown side by side). The page is written atomically. `--screenshot` also opens it in headless
 Chromium (needs chromium and chromedriver: Debian's chromium and chromium-driver) and saves what a window shows,
-with the filters of `--filters` (the page's URL fragment) applied. See smart/viewer.py.
+with the filters of `--filters` (the page's URL fragment) applied. See smart/evaluation/viewer.py.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from smart import viewer
+from smart.evaluation import viewer
 from smart.io import exit_on_input_error
 
 

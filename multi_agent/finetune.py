@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Fine-tune a causal LM on SMART trajectories (stage 1: short, stage 2: long); a thin CLI over smart.training.
+"""Fine-tune a causal LM on SMART trajectories (stage 1: short, stage 2: long); a thin CLI over smart.training.trainer.
 
 Single CPU process:  python multi_agent/finetune.py --train_file data/demo/train_short.jsonl --output_dir runs/short --use_lora --use_special_tokens
 Several GPUs:        accelerate launch --config_file multi_agent/configs/deepspeed_zero2.yaml --num_processes 8 multi_agent/finetune.py ...
@@ -11,7 +11,7 @@ import argparse
 import logging
 
 from smart.io import exit_on_input_error
-from smart.training import LOG_FILE, TrainArgs, train
+from smart.training.trainer import LOG_FILE, TrainArgs, train
 
 
 def parse_args(argv: list[str] | None = None) -> TrainArgs:

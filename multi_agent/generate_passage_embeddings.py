@@ -12,9 +12,9 @@ import argparse
 import logging
 
 from smart import defaults
-from smart.encoder import add_text_and_dtype_arguments
 from smart.io import exit_on_input_error
-from smart.retriever import TextOptions, embed_passages
+from smart.retrieval.encoder import add_text_and_dtype_arguments
+from smart.retrieval.retriever import TextOptions, embed_passages
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

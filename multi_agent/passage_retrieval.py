@@ -17,10 +17,10 @@ import logging
 from pathlib import Path
 
 from smart import defaults
-from smart.encoder import add_text_and_dtype_arguments
-from smart.index import DEFAULT_EF_SEARCH, DEFAULT_N_PROBE, INDEX_TYPES, IndexOptions
 from smart.io import InputError, exit_on_input_error, read_records, write_records
-from smart.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
+from smart.retrieval.encoder import add_text_and_dtype_arguments
+from smart.retrieval.index import DEFAULT_EF_SEARCH, DEFAULT_N_PROBE, INDEX_TYPES, IndexOptions
+from smart.retrieval.retriever import Retriever, TextOptions, ensure_embedded_index, retrieve_records, queries_of
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

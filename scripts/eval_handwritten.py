@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 
 from smart import defaults, pipeline
+from smart.evaluation.report import load_evaluations, results_table
 from smart.io import atomic_write, exit_on_input_error
-from smart.report import load_evaluations, results_table
 
 
 def main() -> None:

@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from smart.report import write_report
+from smart.evaluation.report import write_report
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ table3: agent ablation: four models trained on long trajectories with and withou
         (data_creation/make_ablation_data.py), and the full model with agents skipped at inference.
 table4: training stages: the backbone, short trajectories only, long only, short then long.
 The table comes twice: ours scored under the paper protocol (Self-RAG's / ALCE's scoring, as the published numbers
-were: like against like), then under the strict one (ours, the headline; smart/protocols.py).
+were: like against like), then under the strict one (ours, the headline; smart/evaluation/protocols.py).
 Writes <RUN_DIR>/tables/<table>.md. Sizes and settings: the quickstart's environment variables at demo scale
 (scripts/quickstart.sh); at paper scale also TASKS, ABLATION_SAMPLES (default 60000, as the paper's Table 3).
 """
@@ -20,7 +20,8 @@ import argparse
 import os
 from pathlib import Path
 
-from smart import defaults, paper, pipeline
+from smart import defaults, pipeline
+from smart.evaluation import paper
 from smart.io import atomic_write, exit_on_input_error
 
 

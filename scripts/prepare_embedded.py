@@ -9,8 +9,6 @@ import argparse
 import logging
 
 from smart import defaults
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--max_articles", type=int, default=0,

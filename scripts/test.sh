@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_env.sh
-has_browser() { ./.venv/bin/python -c 'from smart.viewer import find_browser; raise SystemExit(not find_browser())'; }
+has_browser() { ./.venv/bin/python -c 'from smart.evaluation.viewer import find_browser; raise SystemExit(not find_browser())'; }
 if [ "${NO_BROWSER:-0}" != "1" ] && ! has_browser; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "test.sh: installing chromium and chromium-driver (apt-get) for tests/test_viewer_browser.py"

@@ -75,7 +75,7 @@ def resolve_passages(path: str | None) -> str:
 
 def prepare_passages() -> Path:
     """Split the vital-article leads into 100-word passages in psgs_w100 format (once)."""
-    from smart.passages import vital_articles_to_tsv
+    from smart.retrieval.passages import vital_articles_to_tsv
 
     out = passages_tsv()
     if not out.exists():
@@ -140,7 +140,7 @@ def write_article_subset(corpus: str | os.PathLike, out_json: str | os.PathLike,
 
     Writes the vital-articles JSON subset and its psgs_w100-format TSV; returns the number of passages.
     """
-    from smart.passages import vital_articles_to_tsv
+    from smart.retrieval.passages import vital_articles_to_tsv
 
     articles = json.loads(Path(corpus).read_text(encoding="utf-8"))
     titles = sorted(articles)

@@ -23,17 +23,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from smart import defaults
-from smart.agents import INFERENCE_ABLATIONS
-from smart.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
+from smart.data.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
+from smart.data.real_questions import DEFAULT_MIX
+from smart.evaluation.tasks import PAPER_EVAL_FILES
+from smart.inference.agents import INFERENCE_ABLATIONS
 from smart.io import InputError, write_json
-from smart.real_questions import DEFAULT_MIX
 
 PY = sys.executable
 BASELINES = ("no_retrieval", "vanilla_rag", "modular")
 QUICKSTART_BASELINES = ("no_retrieval", "vanilla_rag")  # the modular agents stay in the paper tables (Table 2)
 TRAINING_ABLATIONS = ("full", *INFERENCE_ABLATIONS)  # full, no_intent, no_locator, generator_only
-PAPER_EVAL_FILES = {"pubhealth": "health_claims_processed.jsonl", "arc_c": "arc_challenge_processed.jsonl",
-                    "popqa": "popqa_longtail_w_gs.jsonl", "squad": "squad_dev.jsonl", "asqa": "asqa_eval_gtr_top100.json"}
 
 
 @dataclass
@@ -155,7 +154,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
         settings |= {"demo data": f"templates ({demo})", "span facts per 13 relations": span_facts}
     else:
         mix = env("MIX", ",".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()))
-        model_answers = env("MODEL_ANSWERS", "1") == "1"  # the backbone writes the open answers (smart/answer.py)
+        model_answers = env("MODEL_ANSWERS", "1") == "1"  # the backbone writes the open answers (smart/data/answer.py)
         answers = {"ANSWER_TEACHER": "hf" if backend == "hf" else "vllm", "ANSWER_MODEL": llm} if model_answers else {}
         demo = data / f"real_{n_train}_{n_dev}_{mix.replace('=', '').replace(',', '_')}"
         dev_files = [str(demo / "dev" / f"{task}.jsonl") for task in DEV_TASKS]
@@ -257,7 +256,7 @@ def long_only_stage(s: Setup) -> str:
 
 
 def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
-    """Where each row of ours comes from: (evaluation folder under the run, method); rows follow smart.paper."""
+    """Where each row of ours comes from: (evaluation folder under the run, method); rows follow smart.evaluation.paper."""
     eval_dir, tables = s.run / "eval", s.run / "tables"
     return {
         "table2": {m: (eval_dir, m) for m in ("smart", *BASELINES)},

@@ -14,7 +14,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def embedded_llm_dir():
     """The dense SmolLM2-135M-Instruct checkpoint (prepared once, reused across runs)."""
     from smart import defaults
-
     return defaults.prepare_llm()
 
 
@@ -22,14 +21,12 @@ def embedded_llm_dir():
 def embedded_passages():
     """The embedded corpus as a psgs_w100-format TSV."""
     from smart import defaults
-
     return defaults.prepare_passages()
 
 
 @pytest.fixture(scope="session")
 def encoder_dir():
     from smart import defaults
-
     return defaults.encoder_dir()
 
 

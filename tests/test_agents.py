@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from smart import agents
 from smart import trajectory as tj
-from smart.backends import Backend
-from smart.tasks import load_examples
+from smart.evaluation.tasks import load_examples
+from smart.inference import agents
+from smart.inference.backends import Backend
 
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
 
@@ -170,7 +170,7 @@ def test_modular_agents_parse_and_fall_back(examples):
 
 def index_of_ctxs(tmp_path: Path, encoder_dir, examples) -> tuple[Path, Path]:
     """A psgs_w100-format TSV holding exactly the examples' ctxs, and its embeddings shard."""
-    from smart.retriever import embed_passages
+    from smart.retrieval.retriever import embed_passages
 
     tsv = tmp_path / "psgs.tsv"
     with open(tsv, "w", newline="", encoding="utf-8") as f:
@@ -185,7 +185,7 @@ def index_of_ctxs(tmp_path: Path, encoder_dir, examples) -> tuple[Path, Path]:
 @pytest.mark.slow
 def test_static_and_live_retrieval_give_the_same_passages(tmp_path, encoder_dir, examples):
     """An index holding exactly the items' ctxs: live search for each question returns the item's own ctxs."""
-    from smart.retriever import Retriever
+    from smart.retrieval.retriever import Retriever
 
     tsv, shard = index_of_ctxs(tmp_path, encoder_dir, examples)
     live = agents.LiveRetrieval(Retriever.from_paths(str(encoder_dir), str(tsv), str(shard)), k=3)

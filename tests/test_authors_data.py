@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from smart import trajectory as T
-from smart import training
-from smart.authors_data import RECORD_KEYS, normalize_files, normalize_record, normalize_records
+from smart.data.authors_data import RECORD_KEYS, normalize_files, normalize_record, normalize_records
 from smart.io import InputError
+from smart.training import trainer as training
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
 AUTHORS_FILES = [FIXTURES / f"authors_shape_{name}.json" for name in ("long", "short", "quirks")]

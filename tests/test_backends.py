@@ -16,9 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
-from smart import training
-from smart.backends import HFBackend, cut_at_stop, load_backend, recorded_dtype, resolve_model
+from smart.inference.backends import HFBackend, cut_at_stop, load_backend, recorded_dtype, resolve_model
 from smart.io import InputError, write_json
+from smart.training import trainer as training
 
 PROMPTS = ["<|Instruction|>:\nWho wrote Hamlet?</eoi>\n\n<|Reconstructor|>:\n", "The capital of France is",
            "One, two, three, four,"]
@@ -219,7 +219,7 @@ def test_openai_backend_completions_and_chat(monkeypatch):
 # ----------------------------------------------------------------------------------------------- vllm
 VLLM_SCRIPT = textwrap.dedent("""
     import json, sys
-    from smart.backends import load_backend
+    from smart.inference.backends import load_backend
     if __name__ == "__main__":
         prompts, n = json.loads(sys.argv[1]), int(sys.argv[2])
         backend = load_backend("vllm", sys.argv[3], max_model_len=1024, dtype="float32")
@@ -266,7 +266,7 @@ def test_vllm_greedy_matches_transformers(vllm_outputs, embedded_llm_dir):
     ({0, 1}, "nobind", "nobind", "0"),       # the user's binding wins
 ])
 def test_vllm_cpu_runs_in_process_on_every_core_of_a_small_machine(monkeypatch, cores, preset, bound, in_process):
-    from smart.backends import setup_vllm_for_small_cpu
+    from smart.inference.backends import setup_vllm_for_small_cpu
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores)
     monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
@@ -280,7 +280,7 @@ def test_vllm_cpu_runs_in_process_on_every_core_of_a_small_machine(monkeypatch, 
 
 
 def test_vllm_multiprocessing_chosen_by_the_user_is_kept(monkeypatch):
-    from smart.backends import setup_vllm_for_small_cpu
+    from smart.inference.backends import setup_vllm_for_small_cpu
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
     monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")

@@ -1,4 +1,4 @@
-"""The contamination check (smart/contamination.py, eval/check_contamination.py) on trajectory files written by the
+"""The contamination check (smart/evaluation/contamination.py, eval/check_contamination.py) on trajectory files written by the
 combine step's own code and on evaluation files in the paper's shapes: each kind of overlap found, none for disjoint
 sets, and bad input as one error line naming file, line and field (exit 2)."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from smart.combine import records_of
-from smart.contamination import ngrams, record_questions, request_question, source_ids
-from smart.convert import FACT_VERIFICATION_INSTRUCTION, MULTIPLE_CHOICE_INSTRUCTION
+from smart.data.combine import records_of
+from smart.data.convert import FACT_VERIFICATION_INSTRUCTION, MULTIPLE_CHOICE_INSTRUCTION
+from smart.evaluation.contamination import ngrams, record_questions, request_question, source_ids
 
 REPO = Path(__file__).resolve().parent.parent
 _spec = importlib.util.spec_from_file_location("check_contamination", REPO / "eval" / "check_contamination.py")

@@ -18,8 +18,8 @@ import torch
 from test_training import REPO, log_rows, long_rows, special_rows, write_jsonl
 
 from smart import trajectory as T
-from smart import training
-from smart.backends import load_backend
+from smart.inference.backends import load_backend
+from smart.training import trainer as training
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 

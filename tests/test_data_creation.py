@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 
 from smart import trajectory as T
-from smart.combine import combine, trajectory_stats
-from smart.convert import (DIALOGUE, FACT_VERIFICATION, MULTI_HOP_QA, MULTIPLE_CHOICE, OPEN_QA, INSTRUCTION,
+from smart.data.combine import combine, trajectory_stats
+from smart.data.convert import (DIALOGUE, FACT_VERIFICATION, MULTI_HOP_QA, MULTIPLE_CHOICE, OPEN_QA, INSTRUCTION,
                            convert_file)
-from smart.intent import run_intent
+from smart.data.intent import run_intent
+from smart.data.locator import locate_by_answer, run_locate, snap_fact
 from smart.io import write_jsonl
-from smart.locator import locate_by_answer, run_locate, snap_fact
 from openai_stub import StubOpenAI
-from smart.teacher import OpenAITeacher
+from smart.data.teacher import OpenAITeacher
 
 FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
 REPO = Path(__file__).resolve().parent.parent
@@ -283,8 +283,8 @@ def test_ablation_data_cli_derives_clean_ablated_sets(tmp_path, capsys):
 def tiny_corpus(tmp_path_factory, encoder_dir) -> tuple[Path, Path, str]:
     """250 articles of the embedded corpus: (vital-articles JSON, psgs_w100 TSV, glob of its embeddings)."""
     from smart.defaults import corpus_json
-    from smart.passages import vital_articles_to_tsv
-    from smart.retriever import embed_passages
+    from smart.retrieval.passages import vital_articles_to_tsv
+    from smart.retrieval.retriever import embed_passages
 
     corpus = json.loads(Path(corpus_json()).read_text())
     folder = tmp_path_factory.mktemp("corpus")
@@ -295,7 +295,7 @@ def tiny_corpus(tmp_path_factory, encoder_dir) -> tuple[Path, Path, str]:
 
 
 def test_relations_read_off_passages():
-    from smart.demo_data import relations_of_passage
+    from smart.data.demo_data import relations_of_passage
 
     person = relations_of_passage("Marie Curie", "People", "7", "Marie Curie was a Polish physicist and chemist "
                                   "who conducted pioneering research on radioactivity. She was the first woman to win "
@@ -339,8 +339,7 @@ def test_relations_read_off_passages():
 def test_span_facts_ask_for_any_sentences_name_year_or_count():
     import random
 
-    from smart import demo_data as D
-
+    from smart.data import demo_data as D
     text = ("Sofia is the capital and largest city of Bulgaria. It is situated in the Sofia Valley at the foot of the "
             "Vitosha mountain, in the western part of the country. The city is built west of the Iskar river. "
             "Its mayor was elected by Bulgarians. It had 1,200 residents in 1880.")
@@ -385,8 +384,7 @@ def test_span_facts_ask_for_any_sentences_name_year_or_count():
 def test_demo_items_shapes_and_phrasings():
     import random
 
-    from smart import demo_data as D
-
+    from smart.data import demo_data as D
     rels = [D.Relation(f"Person {i}", "People", "nationality", [dem, D.DEMONYMS[dem]], f"Person {i} was a {dem} poet.",
                        str(i), "was") for i, dem in enumerate(["German", "French", "Italian", "Spanish", "German"])]
     rng = random.Random(0)
@@ -437,8 +435,7 @@ LABEL_INDEX = {"A": 0, "B": 1, "C": 2, "D": 3}
 def test_training_passages_keep_retrieval_order():
     import random
 
-    from smart import demo_data as D
-
+    from smart.data import demo_data as D
     class Store:
         def get(self, pid):
             return {"title": "Gold", "text": "the evidence sentence."}
@@ -459,8 +456,8 @@ def test_training_passages_keep_retrieval_order():
 
 @pytest.mark.slow
 def test_demo_builder_tiny(tmp_path, tiny_corpus):
-    from smart.demo_data import DEV_TASKS, build_demo_data
-    from smart.tasks import load_examples
+    from smart.data.demo_data import DEV_TASKS, build_demo_data
+    from smart.evaluation.tasks import load_examples
 
     corpus_path, passages, embeddings = tiny_corpus
     stats = build_demo_data(tmp_path / "demo", n_train=40, n_dev=5, passages=str(passages),
@@ -497,7 +494,7 @@ def test_demo_builder_tiny(tmp_path, tiny_corpus):
 def test_create_data_script_offline(tmp_path, tiny_corpus):
     corpus_path, passages, embeddings = tiny_corpus
     corpus = json.loads(corpus_path.read_text())
-    from smart.convert import content_words
+    from smart.data.convert import content_words
 
     def question(article: dict) -> str:  # the answer-guided teacher wants a request word beside the answer's own
         own = set(content_words(article["title"]))

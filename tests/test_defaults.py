@@ -6,7 +6,7 @@ import json
 import pytest
 
 from smart import defaults
-from smart.passages import PassageStore
+from smart.retrieval.passages import PassageStore
 
 
 def test_embedded_llm_answers_like_the_instruct_model(embedded_llm_dir):

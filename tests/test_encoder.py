@@ -7,7 +7,7 @@ import torch
 from transformers import AutoModel, AutoTokenizer
 
 from smart.defaults import cpu_supports_bf16
-from smart.encoder import Encoder, normalize_text, prepare_text, resolve_dtype
+from smart.retrieval.encoder import Encoder, normalize_text, prepare_text, resolve_dtype
 
 TEXTS = [
     "Paris is the capital of France.",

@@ -170,7 +170,7 @@ def test_live_retrieval_from_the_cli(tmp_path, tiny_llama_dir, encoder_dir):
     """--retrieval live searches an index (here: the items' own ctxs) per reconstructed query."""
     from test_agents import index_of_ctxs
 
-    from smart.tasks import load_examples
+    from smart.evaluation.tasks import load_examples
 
     examples = load_examples("qa", FIXTURES / "qa.jsonl", ndocs=3)
     tsv, shard = index_of_ctxs(tmp_path, encoder_dir, examples)

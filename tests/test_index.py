@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smart import index as index_module
-from smart.index import (INDEX_TYPES, Index, IndexOptions, build_index, ids_path, load_contriever_shard, load_shard,
-                         merge_topk, save_shard, shard_files, training_sample)
 from smart.io import InputError
+from smart.retrieval import index as index_module
+from smart.retrieval.index import (INDEX_TYPES, Index, IndexOptions, build_index, ids_path, load_contriever_shard, load_shard,
+                         merge_topk, save_shard, shard_files, training_sample)
 
 REPO = Path(__file__).resolve().parent.parent
 DIM = 32
@@ -212,7 +212,7 @@ def test_split_index_equals_single_index(tmp_path, data):
     assert list(joined.all_ids) == list(ids)
     # several processes (as machines would): each searches its own part; their top-k are merged by faiss.ResultHeap
     np.save(tmp_path / "queries.npy", queries)
-    worker = ("import sys, numpy as np; from smart.index import build_index, IndexOptions; "
+    worker = ("import sys, numpy as np; from smart.retrieval.index import build_index, IndexOptions; "
               "index = build_index(sys.argv[1] + '/*', options=IndexOptions('sq16')); "
               "scores, positions = index.search(np.load(sys.argv[2]), 10); "
               "labels = index.all_ids[positions].astype(np.int64); labels[positions < 0] = -1; "

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from smart import trajectory as T
-from smart import training
 from smart.io import InputError
+from smart.training import trainer as training
 
 REPO = Path(__file__).resolve().parent.parent
 

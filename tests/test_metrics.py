@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from smart import metrics
-from smart.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
+from smart.evaluation import metrics
+from smart.evaluation.metrics import (accuracy, compared_verdict, match, normalize_answer, parse_choice, parse_true_false,
                            str_em)
+from smart.evaluation.paper import paper_table
 
 CHOICES = {"A": "Planetary density will decrease.", "B": "Planetary years will become longer.",
            "C": "Planetary days will become shorter.", "D": "Planetary gravity will become stronger."}
@@ -96,7 +97,7 @@ def test_accuracy_counts_unparseable_as_wrong():
 
 
 def test_choice_answers_score_by_their_text_then_their_label():
-    from smart.convert import choice_answer
+    from smart.data.convert import choice_answer
 
     for label, text in CHOICES.items():  # the format trained answers take: the text, then the label
         assert accuracy(choice_answer(label, text), label, CHOICES) == (1.0, label)
@@ -128,12 +129,12 @@ def test_results_row_and_paper_table(tmp_path):
     assert lines[0].startswith("| task | method") and len(lines) == 4
     assert "| popqa | smart | smart-7b | 10 | 47.00 | 2 |" in lines[2]
     asqa = {**run, "task": "asqa", "score": 30.0, "str_em": 30.0, "rouge_l": 25.5}
-    text = metrics.paper_table([run, asqa, {**run, "method": "vanilla_rag", "score": 33.3}])
+    text = paper_table([run, asqa, {**run, "method": "vanilla_rag", "score": 33.3}])
     assert "PopQA (match)" in text and "ASQA (str-em)" in text and "ASQA (ROUGE-L)" in text
     assert "| SMART (trained, 4 agents) | smart-7b | 47.0 (n=10) | 30.0 (n=10) | 25.5 |" in text
     assert "| Backbone + the same top-3 passages (vanilla RAG) | smart-7b | 33.3 (n=10) | - | - |" in text
     assert text.endswith("| SMART (published, AAAI 2025 (arXiv v3)) | Llama-2-7B | 42.60 | 41.16 | 40.66 |")
-    preprint = metrics.paper_table([run, asqa], version="preprint")
+    preprint = paper_table([run, asqa], version="preprint")
     assert preprint.endswith("| SMART (published, earlier arXiv preprint) | Llama-2-7B | 47.66 | - | - |")
 
 
@@ -146,10 +147,10 @@ def test_paper_table_under_each_protocol():
             "protocols": {"strict": {"score": 30.0, "n": 20, "ci95": [20.0, 40.0], "str_em": 30.0, "rouge_l": 25.5},
                           "paper": {"score": 35.0, "n": 20, "ci95": [25.0, 45.0], "str_em": 35.0,
                                     "rouge_lsum": 31.25}}}
-    strict = metrics.paper_table([run, asqa]).splitlines()
+    strict = paper_table([run, asqa]).splitlines()
     assert strict[0] == "| Method | model | ARC-C (accuracy) | ASQA (str-em) | ASQA (ROUGE-L) |"
     assert strict[2] == "| SMART (trained, 4 agents) | m | 60.0 [46.0, 74.0] (n=50) | 30.0 [20.0, 40.0] (n=20) | 25.5 |"
-    paper = metrics.paper_table([run, asqa], protocol="paper").splitlines()
+    paper = paper_table([run, asqa], protocol="paper").splitlines()
     assert paper[0] == "| Method | model | ARC-C (match) | ASQA (str-em) | ASQA (ROUGE-L) |"
     assert paper[2] == "| SMART (trained, 4 agents) | m | 48.0 [34.0, 62.0] (n=50) | 35.0 [25.0, 45.0] (n=20) | 31.2 |"
-    assert metrics.paper_table([{**run, "protocols": {}}], protocol="paper").splitlines()[2].endswith("| m | - |")
+    assert paper_table([{**run, "protocols": {}}], protocol="paper").splitlines()[2].endswith("| m | - |")

@@ -1,4 +1,4 @@
-"""smart/paper.py: the published numbers of both paper versions and the side-by-side rendering of Tables 2-4."""
+"""smart/evaluation/paper.py: the published numbers of both paper versions and the side-by-side rendering of Tables 2-4."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from smart import paper
-from smart.metrics import paper_table
+from smart.evaluation import paper
+from smart.evaluation.paper import paper_table
 
 REPO = Path(__file__).resolve().parent.parent
 PROTOCOL = REPO.parent / "shared" / "eval_protocol.md"

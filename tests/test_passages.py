@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from smart.io import InputError
-from smart.passages import PassageStore, split_words, vital_articles_to_tsv, write_tsv
+from smart.retrieval.passages import PassageStore, split_words, vital_articles_to_tsv, write_tsv
 
 
 def contriever_read(path) -> list[dict]:

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from smart import paper, pipeline
+from smart import pipeline
+from smart.evaluation import paper
+from smart.evaluation.tasks import load_examples
 from smart.io import InputError
-from smart.tasks import load_examples
 
 
 @pytest.fixture

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from smart import metrics, protocols, tasks
-
+from smart.evaluation import metrics, protocols, tasks
 # (answer, golds, Self-RAG match): the answer as the model wrote it, before run_short_form's post-processing
 SELFRAG_MATCH = [
     ("Paris", ["Paris"], 1.0),
@@ -147,31 +146,31 @@ def examples(tmp_path, task: str, rows: list[dict]) -> list[tasks.Example]:
 
 def test_both_protocols_per_item(tmp_path):
     popqa = examples(tmp_path, "popqa", [{"question": "Where?", "answers": ["Paris"]}])[0]
-    assert tasks.score(tasks.get_task("popqa"), popqa, "paris!") == {"score": 1.0, "em": 1.0, "f1": 1.0,
+    assert metrics.score(tasks.get_task("popqa"), popqa, "paris!") == {"score": 1.0, "em": 1.0, "f1": 1.0,
                                                                    "paper_score": 0.0}
     claim = examples(tmp_path, "pubhealth", [{"question": "Water is wet.", "answers": ["SUPPORTS"]}])[0]
     assert claim.golds == ["true"]  # the gold mapped to true/false first
-    assert tasks.score(tasks.get_task("pubhealth"), claim, "True.") == {"score": 1.0, "label": "true",
+    assert metrics.score(tasks.get_task("pubhealth"), claim, "True.") == {"score": 1.0, "label": "true",
                                                                         "paper_score": 0.0}
-    assert tasks.score(tasks.get_task("pubhealth"), claim, "untrue")["paper_score"] == 1.0
+    assert metrics.score(tasks.get_task("pubhealth"), claim, "untrue")["paper_score"] == 1.0
     choices = {"text": ["a", "b", "c"], "label": ["1", "2", "3"]}
     arc = examples(tmp_path, "arc_c", [{"question": "Q?", "choices": choices, "answerKey": "3"}])[0]
     assert arc.golds == ["C"] and arc.answer_key == "3"  # Self-RAG compares the key as the file writes it
-    assert tasks.score(tasks.get_task("arc_c"), arc, "C") == {"score": 1.0, "label": "C", "paper_score": 0.0}
-    assert tasks.score(tasks.get_task("arc_c"), arc, "C: 3 moles")["paper_score"] == 1.0
+    assert metrics.score(tasks.get_task("arc_c"), arc, "C") == {"score": 1.0, "label": "C", "paper_score": 0.0}
+    assert metrics.score(tasks.get_task("arc_c"), arc, "C: 3 moles")["paper_score"] == 1.0
 
 
 def test_aggregate_holds_both_protocols_with_intervals(tmp_path):
     task = tasks.get_task("popqa")
     items = examples(tmp_path, "popqa", [{"id": str(i), "question": "Q?", "answers": ["Paris"]} for i in range(4)])
-    out = tasks.aggregate(task, items, [{"answer": a} for a in ("Paris", "paris", "Parisian", "Lyon")])
+    out = metrics.aggregate(task, items, [{"answer": a} for a in ("Paris", "paris", "Parisian", "Lyon")])
     assert out["score"] == 50.0 and out["n"] == 4  # the strict numbers stay at the top level
     strict, paper = out["protocols"]["strict"], out["protocols"]["paper"]
     assert (strict["score"], strict["n"], strict["em"]) == (50.0, 4, 50.0)
     assert (paper["score"], paper["n"]) == (50.0, 4)  # "Paris", "Parisian"
     assert strict["ci95"][0] <= 50.0 <= strict["ci95"][1] and len(paper["ci95"]) == 2
     with pytest.raises(ValueError, match="3 prediction rows for 4 examples"):
-        tasks.aggregate(task, items, [{"answer": "x"}] * 3)
+        metrics.aggregate(task, items, [{"answer": "x"}] * 3)
 
 
 def test_asqa_aggregate_reads_the_annotations(tmp_path):
@@ -181,7 +180,7 @@ def test_asqa_aggregate_reads_the_annotations(tmp_path):
             "answer": DICAPRIO, "annotations": [{"long_answer": DICAPRIO}, {"long_answer": HAYWARD}]}
     items = examples(tmp_path, "asqa", [item])
     assert items[0].annotations == [DICAPRIO, HAYWARD]
-    out = tasks.aggregate(task, items, [{"answer": "Hayward[1] played the king.\nDiCaprio"}])
+    out = metrics.aggregate(task, items, [{"answer": "Hayward[1] played the king.\nDiCaprio"}])
     strict, paper = out["protocols"]["strict"], out["protocols"]["paper"]
     # ours reads every line (DiCaprio) but "Hayward[1]" normalizes to "hayward1"; ALCE reads the first line only,
     # citations removed (Hayward)

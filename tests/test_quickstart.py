@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from smart import paper
-
+from smart.evaluation import paper
 REPO = Path(__file__).resolve().parent.parent
 
 

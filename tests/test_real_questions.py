@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from smart import trajectory as T
-from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_row
-from smart.intent import keyword_query
-from smart.io import InputError, write_jsonl
-from smart.locator import best_sentence, locate_by_answer
-from smart.metrics import match
-from smart.real_questions import (DEV_TASK, SHAPES, check_row, load_real_questions, parse_mix, split,
+from smart.data.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_row
+from smart.data.intent import keyword_query
+from smart.data.locator import best_sentence, locate_by_answer
+from smart.data.real_questions import (DEV_TASK, SHAPES, check_row, load_real_questions, parse_mix, split,
                                   training_sample)
+from smart.evaluation.metrics import match
+from smart.io import InputError, write_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = REPO / "data_creation" / "real_questions"
@@ -79,7 +79,7 @@ def test_loader_rejects_duplicate_ids_and_empty_folders(tmp_path):
 
 
 def test_prepare_cli_writes_dev_files_in_the_paper_shapes(tmp_path):
-    from smart.tasks import load_examples
+    from smart.evaluation.tasks import load_examples
 
     folder = tmp_path / "questions"
     write_jsonl(folder / "mixed.jsonl", [{**row, "id": f"{row['id']}{i}", "question": f"{row['question']} ({i})"}
@@ -139,8 +139,8 @@ def test_answer_locator_for_claims_and_choices():
 def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_path):
     from openai_stub import StubOpenAI
 
-    from smart.answer import answer_span, run_answers
-    from smart.teacher import OpenAITeacher
+    from smart.data.answer import answer_span, run_answers
+    from smart.data.teacher import OpenAITeacher
 
     assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
     assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
@@ -190,8 +190,8 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
 def real_corpus(tmp_path_factory, encoder_dir):
     """The corpus articles of 4 shipped questions of each shape (plus 40 others), and those 12 questions."""
     from smart.defaults import corpus_json
-    from smart.passages import vital_articles_to_tsv
-    from smart.retriever import embed_passages
+    from smart.retrieval.passages import vital_articles_to_tsv
+    from smart.retrieval.retriever import embed_passages
 
     by_shape = load_real_questions(SHIPPED)
     rows = [r for s in SHAPES for r in by_shape[s][:4]]

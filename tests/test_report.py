@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from smart.report import AVERAGE, Evaluation, load_evaluations, paired, paired_table, results_table, write_report
+from smart.evaluation.report import AVERAGE, Evaluation, load_evaluations, paired, paired_table, results_table, write_report
 
 
 def fact(index: int, relevant: bool) -> dict:
@@ -252,7 +252,7 @@ def test_report_without_vanilla_rag_skips_the_paired_section(run):
 
 
 def test_constant_answers_give_each_label_tasks_floor():
-    from smart.report import Evaluation, constant_answers
+    from smart.evaluation.report import Evaluation, constant_answers
 
     claims = [{"id": str(i), "golds": [g], "label": "true", "score": float(g == "true")}
               for i, g in enumerate(["true", "true", "false", "true"])]
@@ -264,7 +264,7 @@ def test_constant_answers_give_each_label_tasks_floor():
 
 
 def test_report_shows_the_contamination_counts(tmp_path):
-    from smart.report import contamination_section
+    from smart.evaluation.report import contamination_section
 
     assert contamination_section(tmp_path) == []  # no check ran
     example = {"kinds": ["same_question", "ngram"], "eval_question": "Who wrote Emma?", "train_question": "who wrote emma"}

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smart import encoder as encoder_module
 from smart.io import InputError
-from smart.passages import PassageStore, write_tsv
-from smart.retriever import Retriever, TextOptions, embed_passages, shard_range
+from smart.retrieval import encoder as encoder_module
+from smart.retrieval.passages import PassageStore, write_tsv
+from smart.retrieval.retriever import Retriever, TextOptions, embed_passages, shard_range
 
 REPO = Path(__file__).resolve().parent.parent
 GENERATE = REPO / "multi_agent" / "generate_passage_embeddings.py"

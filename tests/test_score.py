@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from smart.backends import Backend
+from smart.inference.backends import Backend
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from smart.stats import bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci, stratified_bootstrap_ci
+from smart.evaluation.stats import bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci, stratified_bootstrap_ci
 
 _RNG = random.Random(0)
 SCORES = [float(_RNG.random() < 0.6) for _ in range(50)]

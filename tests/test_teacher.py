@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from smart.intent import run_intent
+from smart.data.intent import run_intent
 from smart.io import write_jsonl
 from openai_stub import StubOpenAI
-from smart.teacher import OpenAITeacher, TeacherError, TeacherFatal
+from smart.data.teacher import OpenAITeacher, TeacherError, TeacherFatal
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -137,7 +137,7 @@ def test_killed_run_resumes_to_the_same_output(tmp_path):
 
 @pytest.mark.slow
 def test_local_teacher_runs_the_intent_step_offline(tmp_path, tiny_llama_dir):
-    from smart.teacher import LocalTeacher
+    from smart.data.teacher import LocalTeacher
 
     write_jsonl(tmp_path / "items.jsonl", items(5))
     teacher = LocalTeacher("hf", str(tiny_llama_dir), batch_size=4, max_tokens=8)

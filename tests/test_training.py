@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from smart import trajectory as T
-from smart import training
 from smart.io import InputError
+from smart.training import trainer as training
 
 REPO = Path(__file__).resolve().parent.parent
 PASSAGES = [T.Passage("Hamlet", "Hamlet is a tragedy written by William Shakespeare."),

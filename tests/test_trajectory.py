@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from smart import trajectory as T
-
 FIXTURES = Path(__file__).parent / "fixtures" / "trajectories"
 
 

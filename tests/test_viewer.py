@@ -1,4 +1,4 @@
-"""The trajectory viewer (smart/viewer.py, eval/view_run.py): a page built from hand-made predictions with every kind
+"""The trajectory viewer (smart/evaluation/viewer.py, eval/view_run.py): a page built from hand-made predictions with every kind
 of example (correct, wrong, each fallback, no relevant passage), escaping, located facts, citation links, per-agent
 counts, side by side comparison, located errors on malformed files, the run_eval and report hooks, and the page's
 own script driven over a DOM stub (node)."""
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from smart import trajectory as tj
-from smart import viewer
-from smart.backends import Backend
+from smart.evaluation import viewer
+from smart.inference.backends import Backend
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "eval"
@@ -358,7 +358,7 @@ def test_run_eval_writes_the_page_beside_its_predictions(tmp_path):
 
 
 def test_report_links_the_pages_and_writes_the_side_by_side_page(run_dir):
-    from smart.report import write_report
+    from smart.evaluation.report import write_report
 
     report = write_report(run_dir, {}).read_text()
     assert "## Trajectory viewer" in report

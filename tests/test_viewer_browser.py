@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from smart import viewer
+from smart.evaluation import viewer
 from test_viewer import CTXS, SMART, VANILLA, XSS_QUESTION, run_dir, smart_row, view_run, write_run  # noqa: F401
 
 NO_BROWSER = ("no Chromium and chromedriver found: apt-get install chromium chromium-driver (scripts/test.sh does it "

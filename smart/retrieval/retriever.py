@@ -14,10 +14,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from smart import defaults
-from smart.encoder import Encoder, default_device, prepare_text, resolve_dtype
-from smart.index import Index, IndexOptions, build_index, ids_path, save_shard
 from smart.io import InputError, atomic_write, require, where
-from smart.passages import PassageStore
+from smart.retrieval.encoder import Encoder, default_device, prepare_text, resolve_dtype
+from smart.retrieval.index import Index, IndexOptions, build_index, ids_path, save_shard
+from smart.retrieval.passages import PassageStore
 
 log = logging.getLogger(__name__)
 

@@ -32,14 +32,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from smart import trajectory as tj
-from smart.agents import FALLBACKS, METHODS
+from smart.evaluation.metrics import normalize_answer
+from smart.evaluation.tasks import TASKS, Example, load_examples
+from smart.inference.agents import FALLBACKS, METHODS
 from smart.io import InputError, atomic_write, iter_jsonl, require, where
-from smart.metrics import normalize_answer
-from smart.tasks import TASKS, Example, load_examples
 
 PAGE_SIZE = 50
 RESULTS = ("correct", "partial", "wrong", "unscored", "missing")
-VANILLA_PASSAGES = "Passages:\n"  # how the vanilla RAG baseline's prompt starts (smart.agents.run_vanilla_rag)
+VANILLA_PASSAGES = "Passages:\n"  # how the vanilla RAG baseline's prompt starts (smart.inference.agents.run_vanilla_rag)
 
 
 @dataclass

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import re
 
-from smart.agents import rag_request
-from smart.convert import AMBIGUOUS_QA, MULTI_HOP_QA, OPEN_QA, check_items, item_request
+from smart.data.convert import AMBIGUOUS_QA, MULTI_HOP_QA, OPEN_QA, check_items, item_request
+from smart.data.locator import sentences
+from smart.data.teacher import RunSummary, run_resumable
+from smart.evaluation.metrics import match
+from smart.inference.agents import rag_request
 from smart.io import read_records
-from smart.locator import sentences
-from smart.metrics import match
-from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import Passage, normalize_space
 
 ANSWERED_TASKS = (OPEN_QA, MULTI_HOP_QA, AMBIGUOUS_QA)

@@ -2,7 +2,7 @@
 
 Unified item: {id, dataset_name, task_type, instruction, input, output} plus, when the source has them, `answers` (the
 gold short answers; for multiple choice the correct option's text) and `evidence` (sentences known to support the
-answer), which guide the offline answer-guided teacher (smart.intent, smart.locator). Shapes read:
+answer), which guide the offline answer-guided teacher (smart.data.intent, smart.data.locator). Shapes read:
 - qa: question + answers/answer (NQ, PopQA, HotpotQA, ASQA)
 - claim: claim (or question) + label/answers (FEVER, PubHealth)
 - choices: question (or question_stem, or {stem, choices}) + choices + answerKey (ARC, OpenBookQA)

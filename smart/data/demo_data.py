@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from smart import defaults
-from smart.combine import combine, trajectory_stats
-from smart.convert import (FACT_VERIFICATION, FACT_VERIFICATION_INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
+from smart.data.combine import combine, trajectory_stats
+from smart.data.convert import (FACT_VERIFICATION, FACT_VERIFICATION_INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
                            MULTIPLE_CHOICE_INSTRUCTION, OPEN_QA, choice_answer)
-from smart.intent import run_intent
+from smart.data.intent import run_intent
+from smart.data.locator import run_locate, sentences
+from smart.evaluation.tasks import format_choices
 from smart.io import InputError, iter_jsonl, write_json, write_jsonl
-from smart.locator import run_locate, sentences
-from smart.tasks import format_choices
 from smart.trajectory import normalize_space, render_verdict
 
 log = logging.getLogger(__name__)
@@ -690,7 +690,7 @@ def dev_record(task: str, item: dict, ctxs: list[dict]) -> dict:
 def demo_retriever(passages: str | None, passages_embeddings: str | None, encoder: str | None):
     """The dense retriever the demo uses: over `passages` (a TSV; with `passages_embeddings`, a glob of its
     shards), else over the embedded corpus (embeddings computed once and cached)."""
-    from smart.retriever import Retriever, ensure_embedded_index
+    from smart.retrieval.retriever import Retriever, ensure_embedded_index
 
     encoder = encoder or defaults.EMBEDDED
     if passages_embeddings:

@@ -5,10 +5,10 @@ instruction, input, output}; the template demo's and the authors' files alike) o
 e.g. train_questions.jsonl). A record's question is the request it was built from: the text before `</eoi>` (or
 before the first agent step) of `instruction` and of `input`, leaving out fixed task instructions (the claim and
 multiple-choice instructions, whose claim or question is in `input`) and the trailing choice lines (`A: ...`).
-Evaluation side: the bare question or claim as smart.tasks.load_examples reads it (ARC without its choices).
+Evaluation side: the bare question or claim as smart.evaluation.tasks.load_examples reads it (ARC without its choices).
 
 An evaluation row overlaps the training data in three ways, counted separately and as their union:
-- same_question: the same question after smart.metrics.normalize_answer (case, punctuation, articles, spacing);
+- same_question: the same question after smart.evaluation.metrics.normalize_answer (case, punctuation, articles, spacing);
 - same_id: a shared source id. A row's ids are its `id` (or `sample_id`), `<source>_<id>` when it has a `source`,
   and for trajectory records the id without the `_<type>` suffix of short records and without the
   `<dataset_name>_` prefix combine adds (`real_triviaqa_train_dprdev_5249` -> `triviaqa_train_dprdev_5249`);
@@ -23,11 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from smart.convert import DIALOGUE_INSTRUCTION, FACT_VERIFICATION_INSTRUCTION, MULTIPLE_CHOICE_INSTRUCTION
+from smart.data.convert import DIALOGUE_INSTRUCTION, FACT_VERIFICATION_INSTRUCTION, MULTIPLE_CHOICE_INSTRUCTION
+from smart.evaluation.metrics import normalize_answer
+from smart.evaluation.tasks import PAPER_EVAL_FILES, TASKS, load_examples
 from smart.io import InputError, iter_jsonl, read_records, where
-from smart.metrics import normalize_answer
-from smart.pipeline import PAPER_EVAL_FILES
-from smart.tasks import TASKS, load_examples
 from smart.trajectory import EOI, RETRIEVAL_OPEN, SHORT_TYPES
 
 KINDS = ("same_question", "same_id", "ngram")
@@ -189,7 +188,7 @@ def scan_training(overlap: Overlap, paths: Iterable[str | os.PathLike]) -> None:
 
 
 def infer_task(path: str | os.PathLike) -> str:
-    """The task of an evaluation file from its name: a paper file name (smart.pipeline.PAPER_EVAL_FILES), else the
+    """The task of an evaluation file from its name: a paper file name (smart.evaluation.tasks.PAPER_EVAL_FILES), else the
     longest task name within it (`popqa_dev.jsonl` -> popqa)."""
     name = Path(path).name
     for task, paper_name in PAPER_EVAL_FILES.items():
@@ -203,7 +202,7 @@ def infer_task(path: str | os.PathLike) -> str:
 
 
 def load_eval(path: str | os.PathLike, task: str) -> EvalFile:
-    """The questions of an evaluation file, read and validated by smart.tasks.load_examples (no passages needed)."""
+    """The questions of an evaluation file, read and validated by smart.evaluation.tasks.load_examples (no passages needed)."""
     examples = load_examples(task, path, need_passages=False)
     rows = dict(read_records(path))
     return EvalFile(str(path), task, [Question(str(path), ex.line, ex.key, ex.question, source_ids(rows[ex.line]))

@@ -1,5 +1,6 @@
-"""The metrics of both scoring protocols (smart.protocols) and the results tables (a markdown row per run; the
-paper's layout across runs).
+"""The metrics of both scoring protocols (smart.evaluation.protocols), a task's per-example scores and per-run
+numbers under both (score, aggregate), and the results table's markdown row per run (the paper's layout:
+smart.evaluation.paper.paper_table).
 
 - strict (ours): normalized match with exact match and token F1 beside it, one robustly parsed label for claims
   and choices (the label the model wrote), ASQA str-em on word boundaries / ROUGE-L / optional MAUVE.
@@ -18,8 +19,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
-from smart import paper, protocols
-from smart.tasks import TASKS
+from smart.evaluation import protocols
+from smart.evaluation.tasks import Example, Task
 from smart.trajectory import parse_verdict
 
 log = logging.getLogger(__name__)
@@ -265,7 +266,7 @@ def alce_mauve_text(question: str, text: str) -> str:
 ALCE_MAUVE_SETTINGS = {"max_text_length": 512, "batch_size": 8, "featurize_model_name": "gpt2-large"}
 
 
-# ------------------------------------------------------------------------------------------- tables
+# ------------------------------------------------------------------------------------------- results table
 ROW_FIELDS = ("task", "method", "model", "n", "score", "fallbacks", "unparsed", "wall_s", "tokens_per_s")
 
 
@@ -289,35 +290,69 @@ def append_results_row(path: str | Path, metrics: dict) -> None:
         f.write(markdown_row(metrics) + "\n")
 
 
-def _paper_cell(run: dict, task: str, key: str, protocol: str) -> str:
-    """A run's number in `paper_table`; the main score (ASQA's: str-em) as `score [95% CI] (n=items)`."""
-    value = protocols.value(run, key, protocol)
-    if value is None:
-        return "-"
-    if key != "score" and (task, key) != ("asqa", "str_em"):
-        return f"{value:.1f}"
-    numbers = protocols.numbers(run, protocol) or {}
-    return protocols.cell(value, numbers.get("ci95"), numbers.get("n"))
+# ------------------------------------------------------------------------------------------- per task
+def score(task: Task, ex: Example, answer: str) -> dict:
+    """Per-example scores in [0, 1] under both protocols (smart.evaluation.protocols): `score` the strict one (match, accuracy,
+    ASQA str-em), with the parsed `label` for accuracy tasks (None = unparseable, counted as wrong) and exact match
+    `em` and token `f1` beside match; `paper_score` the paper protocol's (Self-RAG's match; ASQA: ALCE's str-em)."""
+    if task.metric == "asqa":
+        return {"score": str_em(answer, ex.qa_pairs), "paper_score": alce_str_em(answer, ex.qa_pairs)}
+    # Self-RAG compares ARC's answerKey as the file writes it, PubHealth's gold as true/false
+    paper = {"paper_score": selfrag_match(answer, [ex.answer_key] if ex.choices else ex.golds)}
+    if task.metric == "accuracy":
+        value, label = accuracy(answer, ex.golds[0], ex.choices or None)
+        return {"score": value, "label": label, **paper}
+    return {"score": match(answer, ex.golds), "em": exact_match(answer, ex.golds),
+            "f1": token_f1(answer, ex.golds), **paper}
 
 
-def paper_table(runs: list[dict], version: str = paper.DEFAULT_VERSION, protocol: str = "strict") -> str:
-    """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), ours
-    scored under `protocol` (smart.protocols), with SMART's published numbers (Table 2, Llama-2-7B; `version` of the
-    paper: smart.paper.VERSIONS) in the last row. `runs` are metrics JSON objects."""
-    order = [t for t in TASKS if any(r["task"] == t for r in runs)]
-    columns: list[tuple[str, str]] = []
-    for t in order:
-        columns += [(t, "str_em"), (t, "rouge_l")] if t == "asqa" else [(t, "score")]
-    header = ["Method", "model"] + [paper.column_title(t, k, protocol) for t, k in columns]
-    titles = paper.our_titles("table2")
-    rows = []
-    for method in dict.fromkeys(r["method"] for r in runs):
-        for model in dict.fromkeys(r["model"] for r in runs if r["method"] == method):
-            by_task = {r["task"]: r for r in runs if r["method"] == method and r["model"] == model}
-            cells = [_paper_cell(by_task[t], t, k, protocol) if t in by_task else "-" for t, k in columns]
-            rows.append([titles.get(method, method), Path(str(model)).name] + cells)
-    published = [paper.published("table2", "smart", t, k, version) for t, k in columns]
-    rows.append([f"SMART (published, {paper.VERSIONS[version]})", paper.BACKBONE]
-                + ["-" if p is None else f"{p:.2f}" for p in published])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+def gold_passages(task: Task, ex: Example) -> list[int] | None:
+    """1-based indices of the example's passages that hold a gold answer (for ARC, the gold choice's text); None
+    when the gold is a label with no text to look for (PubHealth)."""
+    if task.name == "pubhealth":
+        return None
+    golds = [ex.choices[ex.golds[0]]] if ex.choices else ex.golds
+    return [i for i, p in enumerate(ex.passages, start=1) if match(p.text, golds)]
+
+
+def _asqa(examples: list[Example], answers: list[str]) -> tuple[dict, dict]:
+    """ASQA's long-form numbers (%): strict ROUGE-L against `answer`; paper ROUGE-Lsum (ALCE: the best of the two
+    annotations' long answers, else `answer`; with the `sentence_splitter` it used); MAUVE of each where computable
+    (the paper's: ALCE's texts and settings)."""
+    references = [ex.long_answer for ex in examples]
+    strict = {"rouge_l": 100 * rouge_l(answers, references)}
+    lsum = [alce_rouge_lsum(a, ex.annotations or [ex.long_answer]) for ex, a in zip(examples, answers)]
+    paper = {"rouge_lsum": protocols.percent(lsum), "sentence_splitter": sentence_splitter()[0]}
+    strict_mauve = mauve(answers, references)
+    human = [alce_mauve_text(ex.question, ex.long_answer) for ex in examples]
+    model = [alce_mauve_text(ex.question, alce_output(a)) for ex, a in zip(examples, answers)]
+    paper_mauve = mauve(human, model, **ALCE_MAUVE_SETTINGS)
+    for numbers, value in ((strict, strict_mauve), (paper, paper_mauve)):
+        if value is not None:
+            numbers["mauve"] = 100 * value
+    return strict, paper
+
+
+def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
+    """Dataset-level numbers (percentages) of prediction rows (one per example, in order; each needs only its
+    `answer`: every score is recomputed from it, so rescoring a run's predictions gives the numbers the run wrote).
+
+    `protocols`: per protocol (smart.evaluation.protocols) `score`, `n`, `ci95` and its other numbers (strict: `em` and `f1`,
+    or `unparsed`; ASQA: `str_em`, `rouge_l` / `rouge_lsum`, `mauve` where computable). The strict numbers also
+    stay at the top level (`score`, `n`, `unparsed`, `str_em`, `rouge_l`, `mauve`), as before the protocols."""
+    if len(rows) != len(examples):
+        raise ValueError(f"{len(rows)} prediction rows for {len(examples)} examples")
+    answers = [r["answer"] for r in rows]
+    scored = [score(task, ex, answer) for ex, answer in zip(examples, answers)]
+    strict = protocols.summary([s["score"] for s in scored])
+    paper = protocols.summary([s["paper_score"] for s in scored])
+    if task.metric == "accuracy":
+        strict["unparsed"] = sum(s["label"] is None for s in scored)
+    elif task.metric == "match":
+        strict.update({key: protocols.percent([s[key] for s in scored]) for key in ("em", "f1")})
+    else:
+        more_strict, more_paper = _asqa(examples, answers)
+        strict.update(str_em=strict["score"], **more_strict)
+        paper.update(str_em=paper["score"], **more_paper)
+    top = {k: v for k, v in strict.items() if k not in ("ci95", "em", "f1")}
+    return {**top, "protocols": {"strict": strict, "paper": paper}}

@@ -2,7 +2,7 @@
 
 Reads what the stages left in a run folder (stages/*.json, stage*/training_log.jsonl, eval/*.metrics.json and the
 predictions JSONL beside each) and writes report.md, results_table.md (strict protocol), results_table_paper.md
-(paper protocol, smart.protocols), diagnostics.json and two PNG plots. Evaluations are grouped by the `task` and
+(paper protocol, smart.evaluation.protocols), diagnostics.json and two PNG plots. Evaluations are grouped by the `task` and
 `method` fields of their metrics, not by file names.
 """
 from __future__ import annotations
@@ -12,15 +12,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from smart.agents import FALLBACKS, METHODS
-from smart.io import atomic_write, iter_jsonl, write_json
-from smart import protocols
-from smart.metrics import compared_verdict, parse_true_false
-from smart.paper import our_titles
-from smart.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
+from smart.evaluation import protocols
+from smart.evaluation.metrics import compared_verdict, parse_true_false
+from smart.evaluation.paper import our_titles
+from smart.evaluation.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
                          stratified_bootstrap_ci)
-from smart.tasks import TASKS
-from smart.viewer import report_pages
+from smart.evaluation.tasks import TASKS
+from smart.evaluation.viewer import report_pages
+from smart.inference.agents import FALLBACKS, METHODS
+from smart.io import atomic_write, iter_jsonl, write_json
 
 TRAINING_LOG = "training_log.jsonl"
 METHOD_NAMES = our_titles("table2")  # the quickstart's table names its rows as Table 2 does
@@ -116,7 +116,7 @@ def _percent(ci: tuple[float, float]) -> tuple[float, float]:
 
 
 def row_scores(rows: list[dict], protocol: str = "strict") -> list[float] | None:
-    """The rows' per-item scores under `protocol` (smart.protocols.SCORE_FIELDS); None without rows or where a row
+    """The rows' per-item scores under `protocol` (smart.evaluation.protocols.SCORE_FIELDS); None without rows or where a row
     lacks the field (predictions written before the paper protocol)."""
     field = protocols.SCORE_FIELDS[protocol]
     return [r[field] for r in rows] if rows and all(field in r for r in rows) else None
@@ -385,7 +385,7 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
     images = plot(run, curves, evaluations)
     out = ["# SMART quickstart report", "", "## Results (Table 2)", "",
            f"Score % [bootstrap 95% CI, {RESAMPLES:,} resamples of the items] (n=items); the average's CI resamples "
-           "each task's items on their own. Two rulers (smart/protocols.py): the strict protocol (ours, the "
+           "each task's items on their own. Two rulers (smart/evaluation/protocols.py): the strict protocol (ours, the "
            "headline: normalized match on word boundaries; for claims and choices the label the answer states) and "
            "the paper protocol (the scoring the paper used: Self-RAG's raw, case-sensitive substring match, also on "
            "PubHealth's true/false and ARC's answer letter; ALCE's for ASQA).", "",

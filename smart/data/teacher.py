@@ -4,7 +4,7 @@
   timeout, retries with exponential backoff and full jitter on 429, 5xx, timeouts, connection errors and garbled
   replies; temperature 0. The base URL and key come from OPENAI_BASE_URL / OPENAI_API_KEY and are never logged or
   written.
-- `LocalTeacher`: `smart.backends.load_backend(kind, path).chat(...)` behind the same `chat` coroutine; concurrent
+- `LocalTeacher`: `smart.inference.backends.load_backend(kind, path).chat(...)` behind the same `chat` coroutine; concurrent
   requests are gathered into batches, so construction runs offline (e.g. with the embedded SmolLM2).
 - `run_resumable`: feeds items to an async `process(item)` with a pool of workers and appends each finished row to a
   `smart.io.ResumableJsonl` keyed by id: a rerun skips finished ids, a kill loses only the items in flight.
@@ -137,10 +137,10 @@ class OpenAITeacher:
 
 
 class LocalTeacher:
-    """A local chat model (`smart.backends`), greedy; concurrent `chat` calls are answered in batches."""
+    """A local chat model (`smart.inference.backends`), greedy; concurrent `chat` calls are answered in batches."""
 
     def __init__(self, kind: str, model: str, batch_size: int = 8, max_tokens: int = 256, **options: Any):
-        from smart.backends import load_backend
+        from smart.inference.backends import load_backend
 
         self.backend = load_backend(kind, model, **options)
         self.batch_size, self.max_tokens = batch_size, max_tokens

@@ -1,18 +1,20 @@
 """The paper's published numbers (Tables 2-4, Llama-2-7B backbone) and its three tables rendered with ours beside
-them, each cell `ours / published (ours - published)`, ours under either scoring protocol (smart.protocols: the
-paper protocol scores as the paper did, so its cells compare like with like).
+them, each cell `ours / published (ours - published)`, ours under either scoring protocol (smart.evaluation.protocols:
+the paper protocol scores as the paper did, so its cells compare like with like); and the results table in the
+paper's layout (paper_table).
 
 Two versions of the paper: "aaai" (AAAI 2025, arXiv v3; the default) and "preprint" (the earlier arXiv version,
 which reports only SMART's four short-form scores of Table 2). Columns are (task, metric) keys of the metrics JSON
-that eval/run_eval.py writes per run (tasks.aggregate: every number there is a percentage, as in the paper).
+that eval/run_eval.py writes per run (metrics.aggregate: every number there is a percentage, as in the paper).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
-from smart import protocols
-from smart.tasks import TASKS
+from smart.evaluation import protocols
+from smart.evaluation.tasks import TASKS
 
 Column = tuple[str, str]  # (task, metric); metric "score" is the task's main metric (accuracy or match)
 Numbers = tuple[float | None, ...]  # one per column of the table
@@ -134,7 +136,7 @@ def published_row(table: str, row: str, version: str = DEFAULT_VERSION) -> dict[
 def published(table: str, row: str, task: str, metric: str, version: str = DEFAULT_VERSION) -> float | None:
     """One published number; None where the paper has none (a version or a table without that column).
 
-    ASQA's "score" is its str-em (tasks.aggregate writes both)."""
+    ASQA's "score" is its str-em (metrics.aggregate writes both)."""
     if (task, metric) == ("asqa", "score"):
         metric = "str_em"
     return published_row(table, row, version).get((task, metric))
@@ -212,3 +214,37 @@ def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DE
     if settings:
         lines += [""] + [f"- {name}: {value}" for name, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def _paper_cell(run: dict, task: str, key: str, protocol: str) -> str:
+    """A run's number in `paper_table`; the main score (ASQA's: str-em) as `score [95% CI] (n=items)`."""
+    value = protocols.value(run, key, protocol)
+    if value is None:
+        return "-"
+    if key != "score" and (task, key) != ("asqa", "str_em"):
+        return f"{value:.1f}"
+    numbers = protocols.numbers(run, protocol) or {}
+    return protocols.cell(value, numbers.get("ci95"), numbers.get("n"))
+
+
+def paper_table(runs: list[dict], version: str = DEFAULT_VERSION, protocol: str = "strict") -> str:
+    """The paper's layout: one row per method and model, one column per dataset (ASQA: str-em and ROUGE-L), ours
+    scored under `protocol` (smart.evaluation.protocols), with SMART's published numbers (Table 2, Llama-2-7B; `version` of the
+    paper: VERSIONS) in the last row. `runs` are metrics JSON objects."""
+    order = [t for t in TASKS if any(r["task"] == t for r in runs)]
+    columns: list[tuple[str, str]] = []
+    for t in order:
+        columns += [(t, "str_em"), (t, "rouge_l")] if t == "asqa" else [(t, "score")]
+    header = ["Method", "model"] + [column_title(t, k, protocol) for t, k in columns]
+    titles = our_titles("table2")
+    rows = []
+    for method in dict.fromkeys(r["method"] for r in runs):
+        for model in dict.fromkeys(r["model"] for r in runs if r["method"] == method):
+            by_task = {r["task"]: r for r in runs if r["method"] == method and r["model"] == model}
+            cells = [_paper_cell(by_task[t], t, k, protocol) if t in by_task else "-" for t, k in columns]
+            rows.append([titles.get(method, method), Path(str(model)).name] + cells)
+    smart_row = [published("table2", "smart", t, k, version) for t, k in columns]
+    rows.append([f"SMART (published, {VERSIONS[version]})", BACKBONE]
+                + ["-" if p is None else f"{p:.2f}" for p in smart_row])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])

@@ -13,10 +13,10 @@ import asyncio
 import difflib
 import re
 
-from smart.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request
-from smart.intent import fallback_query, latin_share
+from smart.data.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request
+from smart.data.intent import fallback_query, latin_share
+from smart.data.teacher import RunSummary, run_resumable
 from smart.io import read_records
-from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import IRRELEVANT, RELEVANT, normalize_space
 
 SNAP_THRESHOLD = 0.8  # difflib ratio above which an inexact fact is replaced by the passage's own sentences

@@ -36,8 +36,8 @@ from functools import partial
 from typing import Callable
 
 from smart import trajectory as tj
-from smart.backends import Backend
-from smart.tasks import Example
+from smart.evaluation.tasks import Example
+from smart.inference.backends import Backend
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def static_retrieval(examples: list[Example], query_lists: list[list[str]]) -> l
 
 
 class LiveRetrieval:
-    """Top `k` passages of each query from a `smart.retriever.Retriever`, merged by rank without duplicates."""
+    """Top `k` passages of each query from a `smart.retrieval.retriever.Retriever`, merged by rank without duplicates."""
 
     def __init__(self, retriever, k: int):
         self.retriever, self.k = retriever, k
@@ -163,7 +163,7 @@ def run_no_retrieval(backend: Backend, examples: list[Example], retrieve: Retrie
 
 
 def rag_request(passages: list[tj.Passage], request: str) -> str:
-    """Vanilla RAG's user turn: the passages, then the request (also the answer-guided teacher's, smart.answer)."""
+    """Vanilla RAG's user turn: the passages, then the request (also the answer-guided teacher's, smart.data.answer)."""
     return f"Passages:\n{tj.render_passages(passages)}\n\n{request}"
 
 

@@ -1,5 +1,5 @@
-"""The paper's evaluation datasets: file shapes (Self-RAG / ALCE releases), zero-shot instructions, validation,
-and per-item and per-run scores under both protocols (smart.protocols).
+"""The paper's evaluation datasets: file shapes (Self-RAG / ALCE releases), zero-shot instructions, validation and
+the paper's file names (PAPER_EVAL_FILES). Their scores under both protocols: smart.evaluation.metrics (score, aggregate).
 
 | task      | request (instruction / input)                         | gold                          | metric   |
 |-----------|-------------------------------------------------------|-------------------------------|----------|
@@ -48,6 +48,9 @@ TASKS: dict[str, Task] = {t.name: t for t in (
     Task("arc_c", "accuracy", ARC_INSTRUCTION, max_new_tokens=50, title="ARC-C"),
     Task("asqa", "asqa", ASQA_INSTRUCTION, passages_field="docs", max_new_tokens=300, title="ASQA"),
 )}
+
+PAPER_EVAL_FILES = {"pubhealth": "health_claims_processed.jsonl", "arc_c": "arc_challenge_processed.jsonl",
+                    "popqa": "popqa_longtail_w_gs.jsonl", "squad": "squad_dev.jsonl", "asqa": "asqa_eval_gtr_top100.json"}
 
 TRUE_FALSE = {"true": "true", "false": "false", "supports": "true", "refutes": "false", "supported": "true",
               "refuted": "false", "yes": "true", "no": "false"}
@@ -215,78 +218,3 @@ def load_examples(task: Task | str, path: str | os.PathLike, ndocs: int = 3, nee
         seen[ex.key] = line
         examples.append(ex)
     return examples
-
-
-def score(task: Task, ex: Example, answer: str) -> dict:
-    """Per-example scores in [0, 1] under both protocols (smart.protocols): `score` the strict one (match, accuracy,
-    ASQA str-em), with the parsed `label` for accuracy tasks (None = unparseable, counted as wrong) and exact match
-    `em` and token `f1` beside match; `paper_score` the paper protocol's (Self-RAG's match; ASQA: ALCE's str-em)."""
-    from smart import metrics
-
-    if task.metric == "asqa":
-        return {"score": metrics.str_em(answer, ex.qa_pairs), "paper_score": metrics.alce_str_em(answer, ex.qa_pairs)}
-    # Self-RAG compares ARC's answerKey as the file writes it, PubHealth's gold as true/false
-    paper = {"paper_score": metrics.selfrag_match(answer, [ex.answer_key] if ex.choices else ex.golds)}
-    if task.metric == "accuracy":
-        value, label = metrics.accuracy(answer, ex.golds[0], ex.choices or None)
-        return {"score": value, "label": label, **paper}
-    return {"score": metrics.match(answer, ex.golds), "em": metrics.exact_match(answer, ex.golds),
-            "f1": metrics.token_f1(answer, ex.golds), **paper}
-
-
-def gold_passages(task: Task, ex: Example) -> list[int] | None:
-    """1-based indices of the example's passages that hold a gold answer (for ARC, the gold choice's text); None
-    when the gold is a label with no text to look for (PubHealth)."""
-    from smart import metrics
-
-    if task.name == "pubhealth":
-        return None
-    golds = [ex.choices[ex.golds[0]]] if ex.choices else ex.golds
-    return [i for i, p in enumerate(ex.passages, start=1) if metrics.match(p.text, golds)]
-
-
-def _asqa(examples: list[Example], answers: list[str]) -> tuple[dict, dict]:
-    """ASQA's long-form numbers (%): strict ROUGE-L against `answer`; paper ROUGE-Lsum (ALCE: the best of the two
-    annotations' long answers, else `answer`; with the `sentence_splitter` it used); MAUVE of each where computable
-    (the paper's: ALCE's texts and settings)."""
-    from smart import metrics, protocols
-
-    references = [ex.long_answer for ex in examples]
-    strict = {"rouge_l": 100 * metrics.rouge_l(answers, references)}
-    lsum = [metrics.alce_rouge_lsum(a, ex.annotations or [ex.long_answer]) for ex, a in zip(examples, answers)]
-    paper = {"rouge_lsum": protocols.percent(lsum), "sentence_splitter": metrics.sentence_splitter()[0]}
-    strict_mauve = metrics.mauve(answers, references)
-    human = [metrics.alce_mauve_text(ex.question, ex.long_answer) for ex in examples]
-    model = [metrics.alce_mauve_text(ex.question, metrics.alce_output(a)) for ex, a in zip(examples, answers)]
-    paper_mauve = metrics.mauve(human, model, **metrics.ALCE_MAUVE_SETTINGS)
-    for numbers, mauve in ((strict, strict_mauve), (paper, paper_mauve)):
-        if mauve is not None:
-            numbers["mauve"] = 100 * mauve
-    return strict, paper
-
-
-def aggregate(task: Task, examples: list[Example], rows: list[dict]) -> dict:
-    """Dataset-level numbers (percentages) of prediction rows (one per example, in order; each needs only its
-    `answer`: every score is recomputed from it, so rescoring a run's predictions gives the numbers the run wrote).
-
-    `protocols`: per protocol (smart.protocols) `score`, `n`, `ci95` and its other numbers (strict: `em` and `f1`,
-    or `unparsed`; ASQA: `str_em`, `rouge_l` / `rouge_lsum`, `mauve` where computable). The strict numbers also
-    stay at the top level (`score`, `n`, `unparsed`, `str_em`, `rouge_l`, `mauve`), as before the protocols."""
-    from smart import protocols
-
-    if len(rows) != len(examples):
-        raise ValueError(f"{len(rows)} prediction rows for {len(examples)} examples")
-    answers = [r["answer"] for r in rows]
-    scored = [score(task, ex, answer) for ex, answer in zip(examples, answers)]
-    strict = protocols.summary([s["score"] for s in scored])
-    paper = protocols.summary([s["paper_score"] for s in scored])
-    if task.metric == "accuracy":
-        strict["unparsed"] = sum(s["label"] is None for s in scored)
-    elif task.metric == "match":
-        strict.update({key: protocols.percent([s[key] for s in scored]) for key in ("em", "f1")})
-    else:
-        more_strict, more_paper = _asqa(examples, answers)
-        strict.update(str_em=strict["score"], **more_strict)
-        paper.update(str_em=paper["score"], **more_paper)
-    top = {k: v for k, v in strict.items() if k not in ("ci95", "em", "f1")}
-    return {**top, "protocols": {"strict": strict, "paper": paper}}

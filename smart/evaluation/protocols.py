@@ -1,4 +1,4 @@
-"""The two scoring protocols every run is scored under, side by side in its metrics JSON (tasks.aggregate):
+"""The two scoring protocols every run is scored under, side by side in its metrics JSON (metrics.aggregate):
 
 | task            | strict (ours; the headline `score`)               | paper (the reference scripts, quirks included) |
 |-----------------|---------------------------------------------------|------------------------------------------------|
@@ -11,12 +11,12 @@
 |                 |                                                   | annotations), MAUVE texts as ALCE builds them  |
 
 Each protocol's numbers in a metrics JSON: `{"protocols": {name: {"score", "n", "ci95", ...}}}` (percentages; the
-CI a seeded bootstrap of the per-item scores, smart.stats). Per prediction row, `score` (strict) and `paper_score`.
+CI a seeded bootstrap of the per-item scores, smart.evaluation.stats). Per prediction row, `score` (strict) and `paper_score`.
 """
 from __future__ import annotations
 
-from smart.stats import bootstrap_ci
-from smart.tasks import TASKS
+from smart.evaluation.stats import bootstrap_ci
+from smart.evaluation.tasks import TASKS
 
 PROTOCOLS = ("strict", "paper")
 SCORE_FIELDS = {"strict": "score", "paper": "paper_score"}  # a prediction row's per-item score under each protocol

@@ -133,9 +133,9 @@ class Backend:
 
 
 def recorded_dtype(model: str, lora_path: str | None = None) -> str | None:
-    """The precision a model was trained in: the adapter's record (smart.training.ADAPTER_RECORD), else the
+    """The precision a model was trained in: the adapter's record (smart.training.trainer.ADAPTER_RECORD), else the
     `dtype` in the model folder's config.json; None when neither records one (or `model` is a hub name)."""
-    from smart.training import read_adapter_record
+    from smart.training.trainer import read_adapter_record
 
     if lora_path and (dtype := read_adapter_record(lora_path).get("dtype")):
         return dtype
@@ -189,7 +189,7 @@ class HFBackend(Backend):
         if lora_path:
             from peft import PeftModel
 
-            from smart.training import read_adapter_record
+            from smart.training.trainer import read_adapter_record
 
             rows = read_adapter_record(lora_path).get("embedding_rows", len(self.tokenizer))
             if rows != self.model.get_input_embeddings().weight.shape[0]:

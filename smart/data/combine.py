@@ -1,6 +1,6 @@
 """Step 4 of data creation: located items -> long and short trajectory records, and a stats report.
 
-A located item is a unified item (smart.convert) with `queries` (step 1), `ctxs` (step 2) and, per ctx, `relevant`
+A located item is a unified item (smart.data.convert) with `queries` (step 1), `ctxs` (step 2) and, per ctx, `relevant`
 and `fact` (step 3). Records: {id, dataset_name, type, instruction, input, output}, `type` in trajectory.LONG or
 trajectory.SHORT_TYPES; the prompt of a record is trajectory.format_prompt(instruction, input).
 """
@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from smart.convert import check_items
+from smart.data.convert import check_items
 from smart.trajectory import (LONG, Fact, Passage, Trajectory, format_prompt, normalize_space, render_long,
                               request_text, short_trajectories, validate_long, validate_short)
 

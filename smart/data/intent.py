@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import re
 
-from smart.convert import (AMBIGUOUS_QA, DIALOGUE, FACT_VERIFICATION, INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
+from smart.data.convert import (AMBIGUOUS_QA, DIALOGUE, FACT_VERIFICATION, INSTRUCTION, MULTI_HOP_QA, MULTIPLE_CHOICE,
                            OPEN_QA, STOPWORDS, check_items, item_request)
+from smart.data.teacher import RunSummary, run_resumable
 from smart.io import read_records
-from smart.teacher import RunSummary, run_resumable
 from smart.trajectory import normalize_space
 
 MAX_QUERY_WORDS = 32
