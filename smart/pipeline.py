@@ -173,9 +173,10 @@ def demo_setup(run: Path, data: Path) -> Setup:
                   {"TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": f"{embeddings}/*", "PYTHON": PY,
                    "TOKENIZER": llm, "N_DOCS": "3", **answers}),
         ]
+        open_answers = ("the backbone's (from the located facts, else the passages) where they hold the gold answer, "
+                        "else the gold" if model_answers else "the gold answers")
         settings |= {"demo data": f"real questions through create_data.sh, answer-guided teacher ({demo})",
-                     "training mix": mix, "open answers": "the backbone's where they hold the gold answer, else the gold"
-                     if model_answers else "the gold answers"}
+                     "training mix": mix, "open answers": open_answers}
     settings |= {"STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
                  "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                  "special tokens": "added" if special_tokens == "1" else "plain-text markers",
