@@ -10,7 +10,10 @@ table3: agent ablation: four models trained on long trajectories with and withou
         (data_creation/make_ablation_data.py), and the full model with agents skipped at inference.
 table4: training stages: the backbone, short trajectories only, long only, short then long.
 The table comes twice: ours scored under the paper protocol (Self-RAG's / ALCE's scoring, as the published numbers
-were: like against like), then under the strict one (ours, the headline; smart/evaluation/protocols.py).
+were: like against like), then under the strict one (ours, the headline; smart/evaluation/protocols.py). Each of our
+cells carries its 95% CI and n (from the run's metrics JSON); below each table, the comparisons it makes (table2:
+SMART - each baseline; table3: each ablation - its full model; table4: each stage - short & long), per task, on the
+items both runs answered, with a paired bootstrap 95% CI (smart/evaluation/paper.py paired_block).
 Writes <RUN_DIR>/tables/<table>.md. Sizes and settings: the quickstart's environment variables at demo scale
 (scripts/quickstart.sh); at paper scale also TASKS, ABLATION_SAMPLES (default 60000, as the paper's Table 3).
 """
@@ -38,8 +41,9 @@ def main(argv: list[str] | None = None) -> None:
         if not args.render_only:
             seconds = pipeline.run_stages(pipeline.table_stages(args.table, setup), run)
             print(f"\n{args.table}: all stages done ({seconds:.0f} s this run)\n")
-        ours = pipeline.table_results(args.table, setup)
+        ours, predictions = pipeline.table_results(args.table, setup, predictions=True)
         table = "\n".join(paper.render_table(args.table, ours, args.paper_version, protocol=protocol,
+                                             predictions=predictions,
                                              settings=setup.settings if protocol == "strict" else None)
                           for protocol in ("paper", "strict"))  # the like-for-like comparison first
     out = run / "tables" / f"{args.table}.md"

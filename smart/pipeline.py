@@ -27,7 +27,7 @@ from smart.data.demo_data import DEV_TASKS, SPAN_FACTS_PER_ROUND
 from smart.data.real_questions import DEFAULT_MIX
 from smart.evaluation.tasks import PAPER_EVAL_FILES
 from smart.inference.agents import INFERENCE_ABLATIONS
-from smart.io import InputError, write_json
+from smart.io import InputError, iter_jsonl, write_json
 
 PY = sys.executable
 BASELINES = ("no_retrieval", "vanilla_rag", "modular")
@@ -270,17 +270,23 @@ def table_sources(s: Setup) -> dict[str, dict[str, tuple[Path, str]]]:
     }
 
 
-def table_results(table: str, s: Setup) -> dict[str, dict[str, dict]]:
-    """Our measured rows of a table: row -> task -> metrics JSON, for the evaluations done so far."""
+def table_results(table: str, s: Setup, predictions: bool = False):
+    """Our measured rows of a table: row -> task -> metrics JSON, for the evaluations done so far. With
+    `predictions`, also row -> task -> the prediction rows beside each metrics JSON (`<task>_<method>.jsonl`, where
+    it exists): returns (metrics, predictions)."""
     if table not in ("table2", "table3", "table4"):
         raise InputError(f"unknown table '{table}' (table2, table3 or table4)")
     ours: dict[str, dict[str, dict]] = {}
+    rows: dict[str, dict[str, list[dict]]] = {}
     for row, (folder, method) in table_sources(s)[table].items():
         for task in s.tasks:
             path = folder / f"{task}_{method}.metrics.json"
             if path.exists():
                 ours.setdefault(row, {})[task] = json.loads(path.read_text())
-    return ours
+                jsonl = folder / f"{task}_{method}.jsonl"
+                if predictions and jsonl.exists():
+                    rows.setdefault(row, {})[task] = [r for _, r in iter_jsonl(jsonl, tolerate_truncated_tail=True)]
+    return (ours, rows) if predictions else ours
 
 
 def table_stages(table: str, s: Setup) -> list[Stage]:

@@ -1,4 +1,5 @@
-"""smart/evaluation/paper.py: the published numbers of both paper versions and the side-by-side rendering of Tables 2-4."""
+"""smart/evaluation/paper.py: the published numbers of both paper versions and the side-by-side rendering of Tables 2-4
+(our cells with their 95% CI and n, the paired block of each table's comparisons)."""
 from __future__ import annotations
 
 import importlib.util
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smart.evaluation import paper
+from smart.evaluation import paper, protocols, report
 from smart.evaluation.paper import paper_table
 
 REPO = Path(__file__).resolve().parent.parent
@@ -140,7 +141,7 @@ def test_render_table4_in_the_papers_layout():
     text = paper.render_table("table4", ours, settings={"model": "SmolLM2-135M", "data": "demo dev, 50 per task"},
                               row_titles={"vanilla": "SmolLM2-135M, untrained"})
     assert text == """\
-**Table 4: training stages** — Strict protocol (ours): ours / published (ours - published)
+**Table 4: training stages** — Strict protocol (ours): ours [95% CI] (n=items) / published (ours - published)
 
 | Paper | Ours | PubHealth (accuracy) | PopQA (match) |
 |---|---|---:|---:|
@@ -207,3 +208,135 @@ def test_make_table_prints_the_chosen_version(tmp_path, capsys):
     preprint = capsys.readouterr().out.strip()
     assert preprint.endswith("| SMART (published, earlier arXiv preprint) | Llama-2-7B | 47.66 |")
     assert "| SMART (trained, 4 agents) | smart | 70.0 [56.0, 82.0] (n=50) |" in preprint
+
+
+# --- 95% CIs in the cells and the paired block (the issue's "n and 95% CIs, and paired CIs for the comparisons")
+
+def scored_run(task: str, method: str, scores: dict[str, tuple[int, int]]) -> tuple[dict, list[dict]]:
+    """A metrics JSON as metrics.aggregate writes it and its prediction rows; scores: id -> (strict, paper)."""
+    rows = [{"id": key, "score": strict, "paper_score": paper_score} for key, (strict, paper_score) in scores.items()]
+    summaries = {p: protocols.summary([r[protocols.SCORE_FIELDS[p]] for r in rows]) for p in protocols.PROTOCOLS}
+    top = {k: v for k, v in summaries["strict"].items() if k != "ci95"}
+    return {"task": task, "method": method, **top, "protocols": summaries}, rows
+
+
+def write_run(folder: Path, task: str, method: str, scores: dict[str, tuple[int, int]]) -> None:
+    """`<task>_<method>.metrics.json` and `<task>_<method>.jsonl` in `folder`, as eval/run_eval.py leaves them."""
+    metrics, rows = scored_run(task, method, scores)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{task}_{method}.metrics.json").write_text(json.dumps(metrics))
+    (folder / f"{task}_{method}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+# SMART and vanilla RAG on 8 PopQA items; SMART has q9 besides, vanilla RAG q10: the pair joins q1..q8 by id
+SMART_POPQA = {"q1": (1, 1), "q2": (1, 0), "q3": (1, 1), "q4": (0, 0), "q5": (1, 1), "q6": (1, 1), "q7": (1, 0),
+               "q8": (1, 1), "q9": (0, 0)}
+VANILLA_POPQA = {"q10": (1, 1), "q8": (0, 0), "q7": (0, 0), "q6": (1, 1), "q5": (0, 0), "q4": (0, 0), "q3": (1, 0),
+                 "q2": (0, 0), "q1": (0, 0)}
+
+
+def test_cells_show_the_ci_and_n_where_the_metrics_have_them():
+    assert paper.cell(44.5, 42.6, [37.5, 51.5], 200) == "44.5 [37.5, 51.5] (n=200) / 42.60 (+1.9)"
+    assert paper.cell(44.5, 42.6) == "44.5 / 42.60 (+1.9)"  # an older metrics JSON: the score alone
+    assert paper.cell(44.5, None, [37.5, 51.5], 200) == "44.5 [37.5, 51.5] (n=200) / –"
+    assert paper.cell(None, 42.6) == "– / 42.60"
+    ours = {"smart": {"asqa": {"task": "asqa", "score": 30.0, "str_em": 30.0, "rouge_l": 25.5, "n": 4,
+                               "protocols": {"strict": {"score": 30.0, "str_em": 30.0, "rouge_l": 25.5, "n": 4,
+                                                        "ci95": [10.0, 50.0]},
+                                             "paper": {"score": 20.0, "str_em": 20.0, "rouge_lsum": 22.0, "n": 4,
+                                                       "ci95": [0.0, 40.0]}}}}}
+    strict, paper_protocol = (paper.render_table("table2", ours, protocol=p).splitlines()[4] for p in ("strict", "paper"))
+    # the CI and n belong to the main score (ASQA's str-em), not to ROUGE-L
+    assert strict.endswith("| 30.0 [10.0, 50.0] (n=4) / 41.16 (-11.2) | 25.5 / 40.66 (-15.2) |")
+    assert paper_protocol.endswith("| 20.0 [0.0, 40.0] (n=4) / 41.16 (-21.2) | 22.0 / 40.66 (-18.7) |")
+
+
+def test_paired_difference_joins_by_id_under_each_protocol():
+    (_, smart), (_, vanilla) = scored_run("popqa", "smart", SMART_POPQA), scored_run("popqa", "vanilla_rag", VANILLA_POPQA)
+    strict = paper.paired_difference("popqa", smart, vanilla)
+    assert (strict.n, strict.row, strict.reference, strict.difference) == (8, 87.5, 25.0, 62.5)
+    assert strict.ci == (25.0, 87.5) and strict.reading == "CI above zero"  # 5 of the 8 differences +1, the rest 0
+    loose = paper.paired_difference("popqa", smart, vanilla, "paper")
+    assert (loose.n, loose.row, loose.reference, loose.difference) == (8, 62.5, 12.5, 50.0)
+    assert loose.ci == (12.5, 87.5)
+    # the same numbers as the quickstart report's SMART − vanilla RAG
+    evaluations = [report.Evaluation("popqa", m, {}, rows) for m, rows in (("smart", smart), ("vanilla_rag", vanilla))]
+    for protocol, ours in (("strict", strict), ("paper", loose)):
+        (theirs,) = report.paired(evaluations, protocol)
+        assert (theirs.n, theirs.smart, theirs.baseline, theirs.ci) == (ours.n, ours.row, ours.reference, ours.ci)
+    old = [{"id": r["id"], "score": r["score"]} for r in vanilla]  # predictions written before the paper protocol
+    assert paper.paired_difference("popqa", smart, old, "paper") is None
+    assert paper.paired_difference("popqa", smart, [{"id": "x", "score": 1, "paper_score": 1}]) is None  # no shared id
+
+
+def test_the_table_command_prints_cis_and_the_paired_block(tmp_path, monkeypatch, capsys):
+    """scripts/paper_tables.py table2 --render_only on a run folder with SMART and vanilla RAG on PopQA."""
+    for name in ("QUICK", "DEMO_DATA", "N_DEV", "PAPER", "TASKS"):
+        monkeypatch.delenv(name, raising=False)
+    run = tmp_path / "run"
+    monkeypatch.setenv("RUN_DIR", str(run))
+    write_run(run / "eval", "popqa", "smart", SMART_POPQA)
+    write_run(run / "eval", "popqa", "vanilla_rag", VANILLA_POPQA)
+    spec = importlib.util.spec_from_file_location("paper_tables", REPO / "scripts" / "paper_tables.py")
+    paper_tables = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(paper_tables)
+    paper_tables.main(["table2", "--render_only"])
+    out = capsys.readouterr().out
+    text = (run / "tables" / "table2.md").read_text()
+    assert text in out
+    paper_part, strict_part = text.split("**Table 2: main results** — Strict protocol (ours)")
+    assert "| SMART | SMART (trained, 4 agents) | 55.6 [22.2, 88.9] (n=9) / 42.60 (+13.0) |" in paper_part
+    assert ("| VANILLA-7B (retrieval) | Backbone + the same top-3 passages (vanilla RAG) "
+            "| 22.2 [0.0, 55.6] (n=9) / 37.52 (-15.3) |") in paper_part
+    assert "| SMART | SMART (trained, 4 agents) | 77.8 [44.4, 100.0] (n=9) / 42.60 (+35.2) |" in strict_part
+    assert ("| VANILLA-7B (retrieval) | Backbone + the same top-3 passages (vanilla RAG) "
+            "| 33.3 [11.1, 66.7] (n=9) / 37.52 (-4.2) |") in strict_part
+    assert paper_part.split("published: AAAI 2025 (arXiv v3), Llama-2-7B\n\n")[1] == """\
+**Paired** — Paper protocol (Self-RAG / ALCE scoring): row − reference, in points, on the items both answered \
+(matched by id), with a paired bootstrap 95% CI
+
+| Comparison | Task | n | row % | reference % | row − reference [95% CI] | reading |
+|---|---|---:|---:|---:|---:|---|
+| SMART − VANILLA-7B (retrieval) | PopQA (match) | 8 | 62.5 | 12.5 | +50.0 [12.5, 87.5] | CI above zero |
+
+"""
+    assert ("| SMART − VANILLA-7B (retrieval) | PopQA (match) | 8 | 87.5 | 25.0 | +62.5 [25.0, 87.5] "
+            "| CI above zero |") in strict_part
+
+
+def test_table3_pairs_each_ablation_with_its_full_model():
+    full = {f"q{i}": (1, 1) for i in range(1, 7)}
+    ablated = {**full, "q1": (0, 0), "q2": (0, 0), "q3": (0, 0), "q4": (0, 0), "q5": (0, 0), "q6": (0, 1)}
+    predictions = {row: {"popqa": scored_run("popqa", "smart", scores)[1]} for row, scores in (
+        ("train_full", full), ("train_no_locator", {**full, "q3": (0, 1)}),
+        ("infer_full", full), ("infer_generator_only", ablated), ("infer_no_intent", full))}
+    predictions["train_no_intent"] = {"arc_c": predictions["train_full"]["popqa"]}  # train_full has no ARC-C run
+    assert paper.paired_block("table3", predictions, "strict") == f"""\
+**Paired** — Strict protocol (ours): row − reference, in points, on the items both answered (matched by id), with \
+a paired bootstrap 95% CI
+
+| Comparison | Task | n | row % | reference % | row − reference [95% CI] | reading |
+|---|---|---:|---:|---:|---:|---|
+| *{paper.TRAINING_ABLATION}* |  |  |  |  |  |  |
+| w/o Fact Locator − Full | PopQA (match) | 6 | 83.3 | 100.0 | -16.7 [-50.0, 0.0] | CI spans zero |
+| *{paper.INFERENCE_ABLATION}* |  |  |  |  |  |  |
+| w/o Intent Reconstructor − Full | PopQA (match) | 6 | 100.0 | 100.0 | +0.0 [0.0, 0.0] | CI spans zero |
+| Generator only − Full | PopQA (match) | 6 | 0.0 | 100.0 | -100.0 [-100.0, -100.0] | CI below zero |
+"""
+    paper_block = paper.paired_block("table3", predictions, "paper")
+    assert "| Generator only − Full | PopQA (match) | 6 | 16.7 | 100.0 | -83.3 [-100.0, -50.0] | CI below zero |" in paper_block
+    assert "| w/o Fact Locator − Full | PopQA (match) | 6 | 100.0 | 100.0 | +0.0 [0.0, 0.0] | CI spans zero |" in paper_block
+
+
+def test_table4_pairs_each_stage_with_short_and_long_and_says_when_nothing_pairs():
+    assert paper.COMPARISONS["table4"] == (("vanilla", "short_long"), ("short", "short_long"), ("long", "short_long"))
+    assert paper.COMPARISONS["table2"] == (("smart", "modular"), ("smart", "vanilla_rag"), ("smart", "no_retrieval"))
+    predictions = {"short_long": {"pubhealth": scored_run("pubhealth", "smart", {"a": (1, 1), "b": (1, 1)})[1]},
+                   "short": {"pubhealth": scored_run("pubhealth", "smart", {"a": (0, 0), "b": (1, 1)})[1]}}
+    text = paper.render_table("table4", {}, predictions=predictions)
+    assert text.endswith("| + short-trajectory learning − + short & long (SMART) | PubHealth (accuracy) | 2 | 50.0 "
+                         "| 100.0 | -50.0 [-100.0, 0.0] | CI spans zero |\n")
+    assert paper.paired_block("table4", {"short": predictions["short"]}).endswith(
+        "\n\nno comparison has per-item scores on both sides yet\n")
+    with pytest.raises(ValueError, match="predictions: unknown table4 row"):
+        paper.paired_block("table4", {"smart": {}})

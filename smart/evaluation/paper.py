@@ -1,7 +1,8 @@
 """The paper's published numbers (Tables 2-4, Llama-2-7B backbone) and its three tables rendered with ours beside
-them, each cell `ours / published (ours - published)`, ours under either scoring protocol (smart.evaluation.protocols:
-the paper protocol scores as the paper did, so its cells compare like with like); and the results table in the
-paper's layout (paper_table).
+them, each cell `ours [95% CI] (n=items) / published (ours - published)`, ours under either scoring protocol
+(smart.evaluation.protocols: the paper protocol scores as the paper did, so its cells compare like with like), with
+a paired block below each table (the comparisons the table makes, per task, with paired bootstrap 95% CIs); and the
+results table in the paper's layout (paper_table).
 
 Two versions of the paper: "aaai" (AAAI 2025, arXiv v3; the default) and "preprint" (the earlier arXiv version,
 which reports only SMART's four short-form scores of Table 2). Columns are (task, metric) keys of the metrics JSON
@@ -14,10 +15,12 @@ from pathlib import Path
 from typing import Iterable
 
 from smart.evaluation import protocols
+from smart.evaluation.stats import pair_by_id, paired_bootstrap_ci
 from smart.evaluation.tasks import TASKS
 
 Column = tuple[str, str]  # (task, metric); metric "score" is the task's main metric (accuracy or match)
 Numbers = tuple[float | None, ...]  # one per column of the table
+Predictions = dict[str, dict[str, list[dict]]]  # row -> task -> that run's prediction rows (`id`, `score`, `paper_score`)
 
 DEFAULT_VERSION = "aaai"
 VERSIONS = {"aaai": "AAAI 2025 (arXiv v3)", "preprint": "earlier arXiv preprint"}
@@ -73,6 +76,14 @@ TABLES: dict[str, Table] = {t.key: t for t in (
            Row("long", "+ long-trajectory learning", "Stage 2 only (long trajectories)"),
            Row("short_long", "+ short & long (SMART)", "Stage 1 then stage 2 (SMART)"))),
 )}
+
+# table -> (row, reference row): the paired block below the table shows row - reference per task
+COMPARISONS: dict[str, tuple[tuple[str, str], ...]] = {
+    "table2": tuple(("smart", baseline) for baseline in ("modular", "vanilla_rag", "no_retrieval")),
+    "table3": tuple((f"{half}_{key}", f"{half}_full") for half in ("train", "infer")
+                    for key, *_ in _AGENT_ABLATIONS if key != "full"),
+    "table4": tuple((row, "short_long") for row in ("vanilla", "short", "long")),
+}
 
 # version -> table -> row -> numbers in the table's column order, as printed in that version of the paper
 PUBLISHED: dict[str, dict[str, dict[str, Numbers]]] = {
@@ -152,24 +163,125 @@ def column_title(task: str, metric: str, protocol: str = "strict") -> str:
     return f"{TASKS[task].title} ({METRIC_TITLES.get(metric, protocols.metric_name(task, protocol))})"
 
 
-def cell(ours: float | None, paper: float | None) -> str:
-    """`ours / published (ours - published)`; a missing side is "–" and has no difference."""
-    text = f"{MISSING if ours is None else f'{ours:.1f}'} / {MISSING if paper is None else f'{paper:.2f}'}"
+def ours_cell(score: float | None, ci: list[float] | tuple[float, float] | None = None, n: int | None = None) -> str:
+    """Our number: `score [95% CI] (n=items)` where the CI is known, else the score alone ("–" without one)."""
+    if score is None:
+        return MISSING
+    return protocols.cell(score, ci, n) if ci else f"{score:.1f}"
+
+
+def cell(ours: float | None, paper: float | None, ci: list[float] | tuple[float, float] | None = None,
+         n: int | None = None) -> str:
+    """`ours [95% CI] (n=items) / published (ours - published)` (`ours_cell`); a missing side is "–" and has no
+    difference."""
+    text = f"{ours_cell(ours, ci, n)} / {MISSING if paper is None else f'{paper:.2f}'}"
     return text if ours is None or paper is None else f"{text} ({ours - paper:+.1f})"
 
 
-def _measured(spec: Table, ours: dict[str, dict[str, dict]], protocol: str) -> dict[tuple[str, Column], float]:
-    """(row, column) -> our number under `protocol`, from each row's metrics JSON per task."""
+def _with_ci(task: str, metric: str) -> bool:
+    """The column holds the task's main score, whose CI and n the metrics JSON has (ASQA's: its str-em)."""
+    return metric == "score" or (task, metric) == ("asqa", "str_em")
+
+
+def _measured(spec: Table, ours: dict[str, dict[str, dict]], protocol: str) -> dict[tuple[str, Column], tuple]:
+    """(row, column) -> (our number, its 95% CI, n) under `protocol`, from each row's metrics JSON per task; CI and n
+    None where the metrics JSON has no CI for it (older runs; columns other than the main score)."""
     values = {}
     for row, by_task in ours.items():
         for task, metrics in by_task.items():
             if metrics.get("task", task) != task:
                 raise ValueError(f"ours[{row!r}][{task!r}] holds the metrics of task {metrics['task']!r}")
+            numbers = protocols.numbers(metrics, protocol) or {}
             for column in spec.columns:
                 value = protocols.value(metrics, column[1], protocol) if column[0] == task else None
                 if value is not None:
-                    values[row, column] = float(value)
+                    ci = numbers.get("ci95") if _with_ci(*column) else None
+                    values[row, column] = (float(value), ci, numbers.get("n") if ci else None)
     return values
+
+
+@dataclass(frozen=True)
+class Difference:
+    """A row's and its reference's mean scores (%) on the items both answered, and the paired bootstrap 95% CI of
+    row - reference (points)."""
+
+    task: str
+    n: int
+    row: float
+    reference: float
+    ci: tuple[float, float]
+
+    @property
+    def difference(self) -> float:
+        return self.row - self.reference
+
+    @property
+    def reading(self) -> str:
+        """Where the CI lies: "CI above zero", "CI below zero" or "CI spans zero" (a bound at zero spans it)."""
+        return "CI above zero" if self.ci[0] > 0 else "CI below zero" if self.ci[1] < 0 else "CI spans zero"
+
+
+def scored_rows(rows: list[dict], protocol: str = "strict") -> list[dict] | None:
+    """`id` and `score` (the per-item score under `protocol`, protocols.SCORE_FIELDS) of prediction rows; None
+    without rows or where a row lacks the field (predictions written before the paper protocol)."""
+    field = protocols.SCORE_FIELDS[protocol]
+    if not rows or not all(field in r for r in rows):
+        return None
+    return [{"id": r["id"], "score": r[field]} for r in rows]
+
+
+def paired_difference(task: str, rows: list[dict], reference: list[dict], protocol: str = "strict") -> Difference | None:
+    """`rows` minus `reference` (two runs' prediction rows on `task`, scores under `protocol`) on the items (`id`)
+    both answered, with a paired bootstrap 95% CI (smart.evaluation.stats). None where either run has no per-item
+    scores under `protocol` or they share no item."""
+    a_rows, b_rows = scored_rows(rows, protocol), scored_rows(reference, protocol)
+    if not a_rows or not b_rows:
+        return None
+    a, b = pair_by_id(a_rows, b_rows)
+    if not a:
+        return None
+    low, high = paired_bootstrap_ci(a, b)
+    return Difference(task, len(a), 100 * sum(a) / len(a), 100 * sum(b) / len(b), (100 * low, 100 * high))
+
+
+def comparisons(table: str, predictions: Predictions, protocol: str = "strict") -> list[tuple[str, str, Difference]]:
+    """(row, reference row, Difference) for each comparison the table makes (COMPARISONS) on each task both rows ran
+    with per-item scores, in the table's task order (`paired_difference`)."""
+    spec = get_table(table)
+    _check_rows(spec, predictions, "predictions")
+    tasks = list(dict.fromkeys(task for task, _ in spec.columns))
+    out = []
+    for row, reference in COMPARISONS[table]:
+        for task in tasks:
+            if task in predictions.get(row, {}) and task in predictions.get(reference, {}):
+                pair = paired_difference(task, predictions[row][task], predictions[reference][task], protocol)
+                if pair is not None:
+                    out.append((row, reference, pair))
+    return out
+
+
+def paired_block(table: str, predictions: Predictions, protocol: str = "strict") -> str:
+    """Markdown of the table's comparisons under `protocol` (`comparisons`): per comparison and task, n (the items
+    both runs answered), both means, the difference in points with its paired bootstrap 95% CI and whether that CI
+    lies above zero, below zero or spans it."""
+    spec = get_table(table)
+    names = {row.key: row for row in spec.rows}
+    found = comparisons(table, predictions, protocol)
+    lines = [f"**Paired** — {protocols.TITLES[protocol]}: row − reference, in points, on the items both answered "
+             "(matched by id), with a paired bootstrap 95% CI", ""]
+    if not found:
+        return "\n".join(lines + ["no comparison has per-item scores on both sides yet"]) + "\n"
+    lines += [_line(["Comparison", "Task", "n", "row %", "reference %", "row − reference [95% CI]", "reading"]),
+              "|---|---|---:|---:|---:|---:|---|"]
+    group = ""
+    for row, reference, p in found:
+        if names[row].group != group:
+            group = names[row].group
+            lines.append(_line([f"*{group}*"] + [""] * 6))
+        lines.append(_line([f"{names[row].paper} − {names[reference].paper}", column_title(p.task, "score", protocol),
+                            str(p.n), f"{p.row:.1f}", f"{p.reference:.1f}",
+                            f"{p.difference:+.1f} [{p.ci[0]:.1f}, {p.ci[1]:.1f}]", p.reading]))
+    return "\n".join(lines) + "\n"
 
 
 def _fallbacks(by_task: dict[str, dict] | None) -> str:
@@ -182,13 +294,15 @@ def _line(cells: list[str]) -> str:
 
 def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DEFAULT_VERSION,
                  settings: dict[str, str] | None = None, row_titles: dict[str, str] | None = None,
-                 all_columns: bool = False, protocol: str = "strict") -> str:
+                 all_columns: bool = False, protocol: str = "strict", predictions: Predictions | None = None) -> str:
     """Markdown of a paper table in the paper's layout (its rows in its order, its columns), each cell
-    `ours / published (ours - published)`, ours scored under `protocol` (named in the title).
+    `ours [95% CI] (n=items) / published (ours - published)` (`cell`; the score alone where the metrics JSON has no
+    CI), ours scored under `protocol` (named in the title).
 
     `ours`: row key -> task -> that run's metrics JSON. Columns where no row has a number of ours are left out
     unless `all_columns`. A last column counts our fallbacks when any run had one. `row_titles` override our
-    counterparts' titles; `settings` (model, data, ...) are listed below the table.
+    counterparts' titles. `predictions` (row key -> task -> that run's prediction rows): the `paired_block` of the
+    table's comparisons under `protocol` follows the table. `settings` (model, data, ...) are listed last.
     """
     spec = get_table(table)
     _check_version(version)
@@ -199,7 +313,8 @@ def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DE
     columns = [c for c in spec.columns if all_columns or any((row.key, c) in measured for row in spec.rows)]
     with_fallbacks = any(m.get("fallbacks") for by_task in ours.values() for m in by_task.values())
     header = ["Paper", "Ours"] + [column_title(*c, protocol) for c in columns] + ["fallbacks (ours)"] * with_fallbacks
-    lines = [f"**{spec.title}** — {protocols.TITLES[protocol]}: ours / published (ours - published)", "",
+    lines = [f"**{spec.title}** — {protocols.TITLES[protocol]}: ours [95% CI] (n=items) / published "
+             "(ours - published)", "",
              _line(header), "|---|---|" + "---:|" * (len(header) - 2)]
     group = ""
     for row in spec.rows:
@@ -207,10 +322,15 @@ def render_table(table: str, ours: dict[str, dict[str, dict]], version: str = DE
             group = row.group
             lines.append(_line([f"*{group}*"] + [""] * (len(header) - 1)))
         paper = published_row(table, row.key, version)
-        lines.append(_line([row.paper, titles.get(row.key, MISSING)]
-                           + [cell(measured.get((row.key, c)), paper[c]) for c in columns]
+        cells = []
+        for c in columns:
+            score, ci, n = measured.get((row.key, c), (None, None, None))
+            cells.append(cell(score, paper[c], ci, n))
+        lines.append(_line([row.paper, titles.get(row.key, MISSING)] + cells
                            + [_fallbacks(ours.get(row.key))] * with_fallbacks))
     lines += ["", f"published: {VERSIONS[version]}, {BACKBONE}"]
+    if predictions is not None:
+        lines += ["", paired_block(table, predictions, protocol).rstrip("\n")]
     if settings:
         lines += [""] + [f"- {name}: {value}" for name, value in settings.items()]
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from smart.evaluation import protocols
 from smart.evaluation.metrics import compared_verdict, parse_true_false
-from smart.evaluation.paper import our_titles
+from smart.evaluation.paper import our_titles, scored_rows
 from smart.evaluation.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
                          stratified_bootstrap_ci)
 from smart.evaluation.tasks import TASKS
@@ -187,17 +187,11 @@ class Paired:
                 "difference": self.difference, "ci95": list(self.ci), "reading": self.reading}
 
 
-def _scored_rows(rows: list[dict], protocol: str) -> list[dict] | None:
-    """`id` and `score` (the score under `protocol`) of each row; None where `row_scores` has none."""
-    scores = row_scores(rows, protocol)
-    return None if scores is None else [{"id": r["id"], "score": x} for r, x in zip(rows, scores)]
-
-
 def paired(evaluations: list[Evaluation], protocol: str = "strict") -> list[Paired]:
     """SMART minus vanilla RAG (scores under `protocol`) per task both ran, on the items (`id`) both answered, with
     a paired bootstrap CI; then, for several tasks, the average over them, whose CI resamples each task's items on
     their own and averages the task differences. Empty without a task both ran with per-item scores."""
-    rows = {(e.task, e.method): _scored_rows(e.rows, protocol) for e in evaluations}
+    rows = {(e.task, e.method): scored_rows(e.rows, protocol) for e in evaluations}
     out, groups = [], []
     for task in dict.fromkeys(e.task for e in evaluations):
         if not rows.get((task, PAIR[0])) or not rows.get((task, PAIR[1])):
