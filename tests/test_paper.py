@@ -263,7 +263,7 @@ def test_paired_difference_joins_by_id_under_each_protocol():
     evaluations = [report.Evaluation("popqa", m, {}, rows) for m, rows in (("smart", smart), ("vanilla_rag", vanilla))]
     for protocol, ours in (("strict", strict), ("paper", loose)):
         (theirs,) = report.paired(evaluations, protocol)
-        assert (theirs.n, theirs.smart, theirs.baseline, theirs.ci) == (ours.n, ours.row, ours.reference, ours.ci)
+        assert (theirs.n, theirs.row, theirs.reference, theirs.ci) == (ours.n, ours.row, ours.reference, ours.ci)
     old = [{"id": r["id"], "score": r["score"]} for r in vanilla]  # predictions written before the paper protocol
     assert paper.paired_difference("popqa", smart, old, "paper") is None
     assert paper.paired_difference("popqa", smart, [{"id": "x", "score": 1, "paper_score": 1}]) is None  # no shared id

@@ -140,7 +140,7 @@ def test_paper_protocol_table_and_pairs_read_paper_scores(run):
     evaluations = load_evaluations(run)
     assert results_table(evaluations, "paper") == PAPER_TABLE
     pairs = paired(evaluations, "paper")
-    assert [(p.task, p.n, p.smart, p.baseline, p.ci, p.reading) for p in pairs] == [
+    assert [(p.task, p.n, p.row, p.reference, p.ci, p.reading) for p in pairs] == [
         ("popqa", 5, 20.0, 80.0, (-100.0, -20.0), "SMART behind")]
     assert "| PopQA (match) | 5 | 20.0 | 80.0 | -60.0 [-100.0, -20.0] | SMART behind:" in paired_table(pairs, "paper")
 

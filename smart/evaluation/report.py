@@ -14,7 +14,7 @@ from pathlib import Path
 
 from smart.evaluation import protocols
 from smart.evaluation.metrics import compared_verdict, parse_true_false
-from smart.evaluation.paper import our_titles, scored_rows
+from smart.evaluation.paper import Difference, our_titles, scored_rows
 from smart.evaluation.stats import (RESAMPLES, bootstrap_ci, differences, pair_by_id, paired_bootstrap_ci,
                          stratified_bootstrap_ci)
 from smart.evaluation.tasks import TASKS
@@ -163,19 +163,9 @@ def results_table(evaluations: list[Evaluation], protocol: str = "strict") -> st
     return "\n".join(lines) + "\n"
 
 
-@dataclass(frozen=True)
-class Paired:
-    """SMART's and vanilla RAG's mean scores (%) on the items both answered, and the 95% CI of their difference."""
-
-    task: str  # or AVERAGE: the mean over the tasks
-    n: int
-    smart: float
-    baseline: float
-    ci: tuple[float, float]
-
-    @property
-    def difference(self) -> float:
-        return self.smart - self.baseline
+class Paired(Difference):
+    """SMART's (`row`) and vanilla RAG's (`reference`) mean scores (%) on the items both answered, and the 95% CI of
+    their difference; `task` may be AVERAGE, the mean over the tasks."""
 
     @property
     def reading(self) -> str:
@@ -183,7 +173,7 @@ class Paired:
         return "SMART ahead" if self.ci[0] > 0 else "SMART behind" if self.ci[1] < 0 else "within noise"
 
     def to_json(self) -> dict:
-        return {"task": self.task, "n": self.n, PAIR[0]: self.smart, PAIR[1]: self.baseline,
+        return {"task": self.task, "n": self.n, PAIR[0]: self.row, PAIR[1]: self.reference,
                 "difference": self.difference, "ci95": list(self.ci), "reading": self.reading}
 
 
@@ -202,8 +192,8 @@ def paired(evaluations: list[Evaluation], protocol: str = "strict") -> list[Pair
                               _percent(paired_bootstrap_ci(a, b))))
             groups.append(differences(a, b))
     if len(out) > 1:
-        out.append(Paired(AVERAGE, sum(p.n for p in out), sum(p.smart for p in out) / len(out),
-                          sum(p.baseline for p in out) / len(out), _percent(stratified_bootstrap_ci(groups))))
+        out.append(Paired(AVERAGE, sum(p.n for p in out), sum(p.row for p in out) / len(out),
+                          sum(p.reference for p in out) / len(out), _percent(stratified_bootstrap_ci(groups))))
     return out
 
 
@@ -216,7 +206,7 @@ def paired_table(rows: list[Paired], protocol: str = "strict") -> str:
              "|---|---:|---:|---:|---:|---|"]
     for p in rows:
         lines.append(_row(["Average over tasks" if p.task == AVERAGE else task_header(p.task, protocol), str(p.n),
-                           f"{p.smart:.1f}", f"{p.baseline:.1f}",
+                           f"{p.row:.1f}", f"{p.reference:.1f}",
                            f"{p.difference:+.1f} [{p.ci[0]:.1f}, {p.ci[1]:.1f}]",
                            f"{p.reading}: {words[p.reading]}"]))
     return "\n".join(lines) + "\n"
