@@ -222,12 +222,10 @@ class Difference:
 
 
 def scored_rows(rows: list[dict], protocol: str = "strict") -> list[dict] | None:
-    """`id` and `score` (the per-item score under `protocol`, protocols.SCORE_FIELDS) of prediction rows; None
-    without rows or where a row lacks the field (predictions written before the paper protocol)."""
-    field = protocols.SCORE_FIELDS[protocol]
-    if not rows or not all(field in r for r in rows):
-        return None
-    return [{"id": r["id"], "score": r[field]} for r in rows]
+    """`id` and `score` (the per-item score under `protocol`, protocols.row_scores) of prediction rows; None where
+    protocols.row_scores has none."""
+    scores = protocols.row_scores(rows, protocol)
+    return None if scores is None else [{"id": r["id"], "score": x} for r, x in zip(rows, scores)]
 
 
 def paired_difference(task: str, rows: list[dict], reference: list[dict], protocol: str = "strict") -> Difference | None:

@@ -33,6 +33,13 @@ def metric_name(task: str, protocol: str = "strict") -> str:
     return "match" if protocol == "paper" else metric
 
 
+def row_scores(rows: list[dict], protocol: str = "strict") -> list[float] | None:
+    """Prediction rows' per-item scores under `protocol` (SCORE_FIELDS); None without rows or where a row lacks the
+    field (predictions written before the paper protocol)."""
+    field = SCORE_FIELDS[protocol]
+    return [r[field] for r in rows] if rows and all(field in r for r in rows) else None
+
+
 def percent(scores: list[float]) -> float:
     """The mean of per-item scores in [0, 1], as a percentage (0 without scores)."""
     return 100 * sum(scores) / len(scores) if scores else 0.0

@@ -115,16 +115,9 @@ def _percent(ci: tuple[float, float]) -> tuple[float, float]:
     return 100 * ci[0], 100 * ci[1]
 
 
-def row_scores(rows: list[dict], protocol: str = "strict") -> list[float] | None:
-    """The rows' per-item scores under `protocol` (smart.evaluation.protocols.SCORE_FIELDS); None without rows or where a row
-    lacks the field (predictions written before the paper protocol)."""
-    field = protocols.SCORE_FIELDS[protocol]
-    return [r[field] for r in rows] if rows and all(field in r for r in rows) else None
-
-
 def score_ci(rows: list[dict], protocol: str = "strict") -> tuple[float, float] | None:
     """Bootstrap 95% CI (%) of the mean of the rows' scores under `protocol`; None without them."""
-    scores = row_scores(rows, protocol)
+    scores = protocols.row_scores(rows, protocol)
     return _percent(bootstrap_ci(scores)) if scores else None
 
 
@@ -154,7 +147,7 @@ def results_table(evaluations: list[Evaluation], protocol: str = "strict") -> st
         numbers = [protocols.numbers(e.metrics, protocol) for e in done]
         average = MISSING
         if len(done) == len(tasks) and all(numbers):
-            groups = [row_scores(e.rows, protocol) for e in done]
+            groups = [protocols.row_scores(e.rows, protocol) for e in done]
             ci = _percent(stratified_bootstrap_ci(groups)) if all(groups) else None
             average = protocols.cell(sum(x["score"] for x in numbers) / len(done), ci, sum(x["n"] for x in numbers))
         lines.append(_row([METHOD_NAMES.get(method, method)]
