@@ -3,11 +3,14 @@
     python data_creation/write_answers.py --input_file work/located.jsonl --output_file work/answered.jsonl \\
         --teacher vllm --model_name embedded --concurrency 64
 
-The model (its chat template, greedy) reads the item's located facts, then the request; the first sentence of its
-answer, cut at the first clause break after the gold answer, becomes the item's answer when it holds a gold answer
-(flag `answer_by_facts`). Otherwise it answers from the retrieved passages as vanilla RAG would, kept on the same
-terms (`answer_by_model`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items pass
-through unchanged. Resumable (a rerun skips finished ids); the summary goes to <output_file>.summary.json.
+The model (its chat template, greedy) first answers from the item's retrieved passages as vanilla RAG would; the
+first sentence of its reply, cut at the first clause break after the gold answer, becomes the item's answer when it
+holds a gold answer (flag `answer_by_model`). Otherwise it reads the located facts, then the request, kept on the same
+terms (`answer_by_facts`); otherwise the first located fact holding a gold answer, cut the same way, is the answer
+(`answer_by_fact_span`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items pass
+through unchanged. Items go to the model in ordered chunks of --concurrency items (one call per chunk and prompt
+kind), so a local model gives the same answers every run. Resumable (a rerun skips finished items); the summary goes
+to <output_file>.summary.json.
 data_creation/create_data.sh runs it when ANSWER_TEACHER is set (ANSWER_MODEL names the model).
 """
 from __future__ import annotations

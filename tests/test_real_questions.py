@@ -155,6 +155,7 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     cases = {"capital": ("Mogadishu", PASSAGE, None, "The capital of Somalia is Mogadishu, on the coast. It is large."),
              "city": ("Mogadishu", located_fact, "The largest city is Mogadishu.", "Somalia."),
              "port": ("Mogadishu", located_fact, "It is Somalia.", "The port is Mogadishu."),
+             "coast": ("Mogadishu", located_fact, "It is Somalia.", "It is Kenya."),
              "river": ("Shebelle", located_fact, "It is the Nile.", "It is the Nile.")}
     located = [{**item({**OPEN, "id": key, "question": f"Which {key}?", "answers": [gold]}), "ctxs": [ctx]}
                for key, (gold, ctx, _, _) in cases.items()]
@@ -171,18 +172,56 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     write_jsonl(tmp_path / "located.jsonl", located)
     with StubOpenAI(respond=respond) as server:
         summary = run_answers(str(tmp_path / "located.jsonl"), str(tmp_path / "answered.jsonl"),
-                              OpenAITeacher("stub", base_url=server.url, max_retries=1, backoff_base=0.01))
-    out = {r["id"]: r for r in map(json.loads, (tmp_path / "answered.jsonl").read_text().splitlines())}
+                              OpenAITeacher("stub", base_url=server.url, max_retries=1, backoff_base=0.01), batch_size=4)
+    rows = [json.loads(line) for line in (tmp_path / "answered.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [r["id"] for r in located]  # input order, chunk by chunk
+    out = {r["id"]: r for r in rows}
     assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu."  # cut after the answer's clause
-    assert out["real_capital"]["flags"] == ["answer_by_model"]  # no located fact: vanilla RAG's prompt only
+    assert out["real_capital"]["flags"] == ["answer_by_model"]
     assert out["real_city"]["output"] == "The largest city is Mogadishu."
-    assert out["real_city"]["flags"] == ["answer_by_facts"]
+    assert out["real_city"]["flags"] == ["answer_by_facts"]  # vanilla RAG's reply missed, the facts' reply holds it
     assert out["real_port"]["output"] == "The port is Mogadishu." and out["real_port"]["flags"] == ["answer_by_model"]
+    assert out["real_coast"]["output"] == "Its capital is Mogadishu." and out["real_coast"]["flags"] == ["answer_by_fact_span"]
     assert out["real_river"]["output"] == "Shebelle" and out["real_river"]["flags"] == ["answer_gold"]
     assert out["real_c1"] == {**located[-1]}  # a claim keeps its label, unasked
-    assert len(seen) == 6 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)
-    assert sum(c.startswith(f"Passages:\n[1] Somalia\n{fact}\n\n") for c in seen) == 3  # the facts prompts
-    assert summary.flags == {"answer_by_model": 2, "answer_by_facts": 1, "answer_gold": 1}
+    assert len(seen) == 8 and all(c.startswith("Passages:\n[1] Somalia\n") for c in seen)
+    # vanilla RAG's prompt for all five, the facts prompt for the three with a located fact whose RAG reply missed
+    assert sum(c.startswith(f"Passages:\n[1] Somalia\n{fact}\n\n") for c in seen) == 3
+    assert summary.flags == {"answer_by_model": 2, "answer_by_facts": 1, "answer_by_fact_span": 1, "answer_gold": 1}
+
+
+def test_local_teacher_answers_one_chunk_in_one_call_and_fails_a_chunk_whole(tmp_path):
+    """The answer step with a local backend: one `chat` call per chunk and prompt kind, in input order (the same
+    batches every run); a backend failure fails its chunk's items, unwritten, and a rerun writes them."""
+    from smart.data.answer import run_answers
+    from smart.data.teacher import LocalTeacher
+
+    calls: list[list[str]] = []
+    broken = {"on": True}
+
+    class Backend:
+        def chat(self, conversations, max_new_tokens):
+            questions = [c[-1]["content"].rsplit("\n", 1)[-1] for c in conversations]
+            calls.append(questions)
+            if broken["on"] and any("q4" in q for q in questions):
+                raise RuntimeError("out of memory")
+            return [f"It is gold{q.split('q')[-1].rstrip('?')}." for q in questions]
+
+        def close(self):
+            pass
+
+    teacher = LocalTeacher("stub", "stub", max_tokens=16, backend=Backend())
+    located = [{**item({**OPEN, "id": f"q{i}", "question": f"Which q{i}?", "answers": [f"gold{i}"]}), "ctxs": [PASSAGE]}
+               for i in range(6)]
+    write_jsonl(tmp_path / "located.jsonl", located)
+    summary = run_answers(str(tmp_path / "located.jsonl"), str(tmp_path / "answered.jsonl"), teacher, batch_size=3)
+    assert calls == [["Which q0?", "Which q1?", "Which q2?"], ["Which q3?", "Which q4?", "Which q5?"]]
+    assert summary.written == 3 and summary.failed_ids == ["real_q3", "real_q4", "real_q5"]
+    broken["on"] = False
+    summary = run_answers(str(tmp_path / "located.jsonl"), str(tmp_path / "answered.jsonl"), teacher, batch_size=3)
+    rows = [json.loads(line) for line in (tmp_path / "answered.jsonl").read_text().splitlines()]
+    assert [r["output"] for r in rows] == [f"It is gold{i}." for i in range(6)]
+    assert summary.done_before == 3 and summary.written == 3 and not summary.failed_ids
 
 
 # ----------------------------------------------------------------------------------------------- end to end

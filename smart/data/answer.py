@@ -1,12 +1,17 @@
 """Data creation, the answer step of the answer-guided teacher (optional, between fact locating and combine).
 
-An open question's answer is written by a chat model (the demo: the backbone itself; its chat template, greedy),
-reading first what the Response Generator reads, the located facts (each relevant passage's title and fact), then the
-request. Its first sentence is kept when it holds a gold answer (flag `answer_by_facts`). Otherwise the model answers
-as vanilla RAG would (the item's retrieved passages, then the request), kept on the same condition
-(`answer_by_model`); otherwise the gold answer stays (`answer_gold`). So the generator learns answers in the model's
-own words where those are right, and the gold answer where they are not. Claims and multiple-choice items keep their
+An open question's answer is written by a chat model (the demo: the backbone itself; its chat template, greedy).
+First it answers as vanilla RAG would (the item's retrieved passages, then the request); the first sentence of its
+reply, cut at the first clause break after the gold answer, is kept when it holds a gold answer (flag
+`answer_by_model`). Otherwise it reads what the Response Generator reads, the located facts (each relevant passage's
+title and fact), then the request, kept on the same terms (`answer_by_facts`). Otherwise the first located fact that
+holds a gold answer gives the answer, verbatim and cut the same way (`answer_by_fact_span`); otherwise the gold
+answer stays (`answer_gold`). So the generator learns the backbone's own right answers in its own words, and
+sentence answers copied from the facts where the backbone is wrong. Claims and multiple-choice items keep their
 label and option answers, and pass through unchanged.
+
+Items go to the model in fixed chunks, each prompt kind one `chat_all` call per chunk (`teacher.run_batched`): a local
+model answers the same batches every run, so the step is deterministic.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ import re
 
 from smart.data.convert import AMBIGUOUS_QA, MULTI_HOP_QA, OPEN_QA, check_items, item_request
 from smart.data.locator import sentences
-from smart.data.teacher import RunSummary, run_resumable
+from smart.data.teacher import RunSummary, run_batched
 from smart.evaluation.metrics import match
 from smart.inference.agents import rag_request
 from smart.io import read_records
@@ -53,24 +58,48 @@ def answer_span(reply: str, golds: list[str]) -> str | None:
     return first
 
 
-async def write_answer(item: dict, teacher) -> dict:
-    """The item with the model's answer where it holds a gold answer (see the module docstring)."""
-    if item.get("task_type") not in ANSWERED_TASKS:
-        return item
-    golds = [a for a in item.get("answers") or [item["output"]] if isinstance(a, str)]
-    for flag, messages in (("answer_by_facts", facts_messages(item)), ("answer_by_model", answer_messages(item))):
-        if messages and (span := answer_span((await teacher.chat(messages)).text, golds)):
-            return {**item, "output": span, "flags": item.get("flags", []) + [flag]}
-    return {**item, "flags": item.get("flags", []) + ["answer_gold"]}
+def _golds(item: dict) -> list[str]:
+    return [a for a in item.get("answers") or [item["output"]] if isinstance(a, str)]
 
 
-def run_answers(input_file: str, output_file: str, teacher, concurrency: int = 8) -> RunSummary:
-    """Write the answers of every usable located item of `input_file` into `output_file` (resumable JSONL)."""
+def fact_span(item: dict) -> str | None:
+    """The first located fact holding a gold answer, cut as `answer_span` cuts a reply; None when no fact holds one."""
+    facts = (ctx["fact"] for ctx in item["ctxs"] if ctx.get("relevant") and ctx.get("fact"))
+    return next((span for fact in facts if (span := answer_span(fact, _golds(item)))), None)
+
+
+ANSWER_PROMPTS = (("answer_by_model", answer_messages), ("answer_by_facts", facts_messages))
+
+
+async def write_answers(items: list[dict], teacher) -> list[dict]:
+    """The items, each open question with its answer and flag (see the module docstring); one `chat_all` call per
+    prompt kind."""
+    answered: dict[int, tuple[str, str]] = {}
+    open_items = [i for i, item in enumerate(items) if item.get("task_type") in ANSWERED_TASKS]
+    for flag, prompt in ANSWER_PROMPTS:
+        asked = [(i, m) for i in open_items if i not in answered and (m := prompt(items[i]))]
+        replies = await teacher.chat_all([m for _, m in asked])
+        for (i, _), reply in zip(asked, replies):
+            if span := answer_span(reply.text, _golds(items[i])):
+                answered[i] = (span, flag)
+    rows = []
+    for i, item in enumerate(items):
+        if i not in open_items:
+            rows.append(item)
+            continue
+        span, flag = answered.get(i) or ((s, "answer_by_fact_span") if (s := fact_span(item)) else (None, "answer_gold"))
+        rows.append({**item, **({"output": span} if span else {}), "flags": item.get("flags", []) + [flag]})
+    return rows
+
+
+def run_answers(input_file: str, output_file: str, teacher, batch_size: int = 64) -> RunSummary:
+    """Write the answers of every usable located item of `input_file` into `output_file` (resumable JSONL, chunks of
+    `batch_size` items)."""
     items, rejected = check_items(read_records(input_file), needs=("ctxs",))
 
-    async def process(item: dict) -> dict:
-        return await write_answer(item, teacher)
+    async def process(chunk: list[dict]) -> list[dict]:
+        return await write_answers(chunk, teacher)
 
-    summary = run_resumable(items, process, output_file, concurrency, teacher, desc="answers")
+    summary = run_batched(items, process, output_file, batch_size, teacher, desc="answers")
     summary.rejected = rejected
     return summary

@@ -8,6 +8,8 @@
   requests are gathered into batches, so construction runs offline (e.g. with the embedded SmolLM2).
 - `run_resumable`: feeds items to an async `process(item)` with a pool of workers and appends each finished row to a
   `smart.io.ResumableJsonl` keyed by id: a rerun skips finished ids, a kill loses only the items in flight.
+- `run_batched`: the same over fixed, ordered chunks of items (`process_batch(chunk)`), for steps whose prompts go to
+  the teacher together (`chat_all`), so a local teacher answers the same batches every run.
 """
 from __future__ import annotations
 
@@ -132,6 +134,10 @@ class OpenAITeacher:
                 raise TeacherError(f"HTTP {e.status_code} ({type(e).__name__})") from None
             return reply
 
+    async def chat_all(self, conversations: list[list[dict]]) -> list[Reply]:
+        """The replies to all conversations, in order (concurrent requests, bounded as `chat`)."""
+        return list(await asyncio.gather(*(self.chat(m) for m in conversations)))
+
     async def aclose(self) -> None:
         await self._client.close()
 
@@ -139,10 +145,12 @@ class OpenAITeacher:
 class LocalTeacher:
     """A local chat model (`smart.inference.backends`), greedy; concurrent `chat` calls are answered in batches."""
 
-    def __init__(self, kind: str, model: str, batch_size: int = 8, max_tokens: int = 256, **options: Any):
+    def __init__(self, kind: str, model: str, batch_size: int = 8, max_tokens: int = 256, backend: Any = None,
+                 **options: Any):
+        """`backend`: an already loaded backend (anything with `chat` and `close`) instead of loading `kind`/`model`."""
         from smart.inference.backends import load_backend
 
-        self.backend = load_backend(kind, model, **options)
+        self.backend = backend or load_backend(kind, model, **options)
         self.batch_size, self.max_tokens = batch_size, max_tokens
         self.stats = TeacherStats()
         self._queue: asyncio.Queue | None = None
@@ -156,22 +164,34 @@ class LocalTeacher:
         await self._queue.put((messages, future))
         return await future
 
+    async def chat_all(self, conversations: list[list[dict]]) -> list[Reply]:
+        """The replies to all conversations, in order, from one backend call: the same list gives the same batches,
+        so the same greedy replies, every run."""
+        return await self._answer(conversations) if conversations else []
+
+    async def _answer(self, conversations: list[list[dict]]) -> list[Reply]:
+        self.stats.requests += len(conversations)
+        try:
+            texts = await asyncio.to_thread(self.backend.chat, conversations, self.max_tokens)
+        except Exception as e:  # noqa: BLE001 - a backend failure fails these items, counted
+            self.stats.failures += len(conversations)
+            raise TeacherError(f"local teacher failed: {e}") from None
+        return [Reply(text=text or "") for text in texts]
+
     async def _serve(self) -> None:
         while True:
             batch = [await self._queue.get()]
             await asyncio.sleep(0)  # let the other workers enqueue their requests
             while len(batch) < self.batch_size and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            self.stats.requests += len(batch)
             try:
-                texts = await asyncio.to_thread(self.backend.chat, [m for m, _ in batch], self.max_tokens)
-            except Exception as e:  # noqa: BLE001 - a backend failure fails this batch's items, counted
-                self.stats.failures += len(batch)
+                replies = await self._answer([m for m, _ in batch])
+            except TeacherError as e:
                 for _, future in batch:
-                    future.set_exception(TeacherError(f"local teacher failed: {e}"))
+                    future.set_exception(e)
                 continue
-            for (_, future), text in zip(batch, texts):
-                future.set_result(Reply(text=text or ""))
+            for (_, future), reply in zip(batch, replies):
+                future.set_result(reply)
 
     async def aclose(self) -> None:
         if self._worker is not None:
@@ -286,10 +306,55 @@ def run_resumable(items: list[dict], process: Callable[[dict], Awaitable[dict]],
 
         asyncio.run(main())
         bar.close()
+    _finish(summary, output, teacher, start)
+    return summary
+
+
+def run_batched(items: list[dict], process_batch: Callable[[list[dict]], Awaitable[list[dict]]],
+                output: str | os.PathLike, batch_size: int = 64, teacher: Teacher | None = None,
+                desc: str = "items") -> RunSummary:
+    """Like `run_resumable`, but the items not yet in `output` go to `process_batch` in fixed chunks of `batch_size`,
+    in input order, one chunk at a time, and each chunk's rows are appended in order. With a local teacher every
+    chunk's prompts are one backend call (`LocalTeacher.chat_all`), so a run's greedy replies do not depend on
+    timing. A `TeacherError` fails its chunk's items (not written, so a rerun retries them)."""
+    from tqdm import tqdm
+
+    start = time.monotonic()
+    summary = RunSummary(total=len(items))
+    with ResumableJsonl(output) as out:
+        todo = [item for item in items if str(item["id"]) not in out]
+        summary.done_before = len(items) - len(todo)
+        bar = tqdm(total=len(todo), desc=desc, disable=None)
+
+        async def main() -> None:
+            try:
+                for i in range(0, len(todo), max(1, batch_size)):
+                    chunk = todo[i:i + max(1, batch_size)]
+                    try:
+                        rows = await process_batch(chunk)
+                    except TeacherError as e:
+                        log.warning("%d items from %s: %s", len(chunk), chunk[0]["id"], e)
+                        summary.failed_ids += [str(item["id"]) for item in chunk]
+                    else:
+                        for row in rows:
+                            out.write(row)
+                        summary.written += len(rows)
+                    bar.update(len(chunk))
+            finally:
+                if teacher is not None:
+                    await teacher.aclose()
+
+        asyncio.run(main())
+        bar.close()
+    _finish(summary, output, teacher, start)
+    return summary
+
+
+def _finish(summary: RunSummary, output: str | os.PathLike, teacher: Teacher | None, start: float) -> None:
+    """Fill a summary's flag counts (over the whole output file), teacher counts and time."""
     summary.flags, summary.flagged_ids = flag_counts(row for _, row in iter_jsonl(output)) if Path(output).exists() else ({}, {})
     summary.teacher = teacher.stats.as_dict() if teacher is not None else {}
     summary.seconds = time.monotonic() - start
-    return summary
 
 
 def write_summary(output: str | os.PathLike, summary: RunSummary) -> Path:
