@@ -27,6 +27,7 @@ cd "$(dirname "$0")"
 : "${MAX_TRAIN_SAMPLES:=0}"                      # > 0: use only the first N records
 : "${USE_LORA:=1}"                               # 0 = full fine-tuning
 : "${USE_SPECIAL_TOKENS:=1}"                     # 0 = the markers stay plain text (split into sub-word pieces)
+: "${CHAT_PROMPT:=0}"                            # 1 = request in the chat template's user turn, trajectory in the assistant's
 : "${LORA_RANK:=64}"
 : "${LORA_ALPHA:=16}"
 : "${LORA_DROPOUT:=0.1}"
@@ -52,6 +53,7 @@ ARGS=(--model_name_or_path "$MODEL" --tokenizer_name "$MODEL" --use_slow_tokeniz
       --num_train_epochs "$NUM_EPOCHS" --output_dir "$OUTPUT_DIR" --with_tracking --report_to tensorboard
       --logging_steps 1 --seed "$SEED")
 [ "$USE_SPECIAL_TOKENS" = 1 ] && ARGS+=(--use_special_tokens)
+[ "$CHAT_PROMPT" = 1 ] && ARGS+=(--chat_prompt)
 [ "$USE_LORA" = 1 ] && ARGS+=(--use_lora --lora_rank "$LORA_RANK" --lora_alpha "$LORA_ALPHA" --lora_dropout "$LORA_DROPOUT")
 [ "$PRECISION" != no ] && ARGS+=("--$PRECISION")
 [ "$MAX_STEPS" -gt 0 ] && ARGS+=(--max_train_steps "$MAX_STEPS")

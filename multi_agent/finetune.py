@@ -30,6 +30,9 @@ def parse_args(argv: list[str] | None = None) -> TrainArgs:
     g.add_argument("--preprocessing_num_workers", type=int, default=None, help="accepted for the paper's scripts (unused)")
     g.add_argument("--use_special_tokens", action="store_true",
                    help="add the trajectory special tokens (</eoi> <retrieval> ... </eog>) and train their embeddings")
+    g.add_argument("--chat_prompt", action="store_true",
+                   help="render the request as the user turn of the model's chat template and train the trajectory "
+                        "as its assistant turn (recorded with the model; evaluation then prompts the same way)")
     g.add_argument("--no_packing", dest="packing", action="store_false",
                    help="pad each micro-batch to its longest example instead of packing (slower; for comparison)")
     g = p.add_argument_group("optimization")

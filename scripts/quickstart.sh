@@ -13,6 +13,7 @@
 #   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3,
 #                    linear decay after 3% warmup; LR_SCHEDULER to change), LORA_RANK (16), LORA_DROPOUT (0)
 #   USE_SPECIAL_TOKENS  0 (default: the trajectory markers stay plain text) or 1 (nine new tokens, as the paper)
+#   CHAT_PROMPT      0 (default) or 1 (the request in the backbone's chat template, the trajectory as its reply)
 #   PRECISION        bf16 (default where the CPU has bf16 matrix instructions: train under autocast, evaluate in
 #                    bfloat16) or no (float32 throughout)
 #   MAX_ARTICLES     use the passages of only this many articles (0 = the whole ~12k-passage corpus)

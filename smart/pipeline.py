@@ -124,7 +124,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
                  "LR_SCHEDULER": env("LR_SCHEDULER", "constant" if quick else "linear"), "WARMUP_RATIO": "0.03",
                  "LORA_RANK": env("LORA_RANK", "16"), "LORA_ALPHA": env("LORA_ALPHA", "32"), "LORA_DROPOUT": env("LORA_DROPOUT", "0"),
                  "MAX_SEQ_LENGTH": "1024", "MAX_STEPS": max_steps, "PRECISION": precision,
-                 "USE_SPECIAL_TOKENS": special_tokens}
+                 "USE_SPECIAL_TOKENS": special_tokens, "CHAT_PROMPT": env("CHAT_PROMPT", "0")}
     stage2_env = {"NUM_EPOCHS": epochs2, "BATCH_SIZE_PER_GPU": env("STAGE2_BATCH_SIZE", "2"),
                   "TOTAL_BATCH_SIZE": env("STAGE2_BATCH_SIZE", "2")}
     prepare = [PY, "scripts/prepare_embedded.py"]

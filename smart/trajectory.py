@@ -100,6 +100,13 @@ def format_prompt(instruction: str, input: str = "") -> str:
     return f"<|Instruction|>:\n{instruction}"
 
 
+def chat_prompt(tokenizer, prompt: str) -> str:
+    """`prompt` as the user turn of the tokenizer's chat template with the assistant turn opened: the trajectory then
+    continues in the model's own turn (training and inference with `--chat_prompt`, recorded as `chat_prompt` in the
+    trained model's config.json or adapter record)."""
+    return tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
+
+
 # ----------------------------------------------------------------------------------------------- render
 def render_intent(queries: list[str]) -> str:
     return "Search(" + "\n ".join(q.strip() for q in queries) + ")" + EOR

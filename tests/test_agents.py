@@ -81,6 +81,28 @@ def test_smart_well_formed_is_stage_batched(examples):
     assert all(tj.RETRIEVAL_CLOSE in p and p.endswith("</eol>\n\n" + tj.GENERATOR) for p in generator_prompts)
 
 
+def test_a_chat_prompt_model_gets_the_request_in_its_chat_turn_at_every_stage(examples, tiny_llama_dir):
+    """A model trained with --chat_prompt (backend.chat_prompt): every stage's prompt starts with the request
+    rendered by the chat template, as in training, and is tokenized without an added BOS; the parsed rows are as
+    without it."""
+    from transformers import AutoTokenizer
+
+    class Recording(ScriptedBackend):
+        def _generate(self, prompts, max_new_tokens, stop, add_special_tokens):
+            self.special.add(add_special_tokens)
+            return super()._generate(prompts, max_new_tokens, stop, add_special_tokens)
+
+    backend = Recording({ex.question: good(ex.question) for ex in examples})
+    backend.tokenizer, backend.chat_prompt, backend.special = AutoTokenizer.from_pretrained(tiny_llama_dir), True, set()
+    rows = agents.run("smart", backend, examples, agents.static_retrieval, agents.Limits())
+    heads = [tj.chat_prompt(backend.tokenizer, tj.format_prompt(ex.instruction, ex.input)) for ex in examples]
+    assert heads[0].startswith("<|im_start|>") and heads[0].endswith("<|im_start|>assistant\n")
+    assert [stage for stage, _ in backend.calls] == ["intent", "locator", "generator"]
+    assert all(p.startswith(h) for _, prompts in backend.calls for p, h in zip(prompts, heads))
+    assert backend.special == {False}
+    assert all(row["fallbacks"] == [] and row["answer"] == "the answer" for row in rows)
+
+
 def test_smart_malformed_outputs_take_counted_fallbacks(examples):
     q0, q1, q2 = (ex.question for ex in examples)
     script = {

@@ -341,6 +341,34 @@ def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, 
     assert {t.dtype for t in weights.values()} == {dtype} and "lm_head.weight" not in weights  # tied: stored once
 
 
+@pytest.mark.usefixtures("fresh_accelerate_state")
+def test_chat_prompt_training_is_recorded_through_the_merge_and_read_by_the_backend(tmp_path, tiny_llama_dir):
+    """--chat_prompt: the masked prompt is the chat-rendered request (no second BOS), the adapter record and the
+    merged model's config.json say so, and a backend loading either prompts the same way; without it, neither."""
+    from transformers import AutoTokenizer
+
+    from smart.inference.backends import load_backend
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    prompt = T.chat_prompt(tokenizer, T.format_prompt("Who wrote Hamlet?"))
+    enc = training.encode(training.Example("1", prompt, "<|Generator|>:\nShakespeare</eog>", templated=True), tokenizer, 512)
+    n_prompt = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    assert enc["input_ids"][:n_prompt] == tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert supervised_text(tokenizer, enc) == "<|Generator|>:\nShakespeare</eog>"
+    rows = write_jsonl(tmp_path / "t.jsonl", short_rows())
+    for chat in (True, False):
+        out = training.train(train_args(tiny_llama_dir, rows, tmp_path / f"out{chat}", use_lora=True, lora_rank=4,
+                                        max_train_steps=1, chat_prompt=chat))
+        assert training.read_adapter_record(out).get("chat_prompt") is (True if chat else None)
+        merged = tmp_path / f"merged{chat}"
+        training.merge_lora(str(tiny_llama_dir), str(out), str(merged))
+        assert json.loads((merged / "config.json").read_text()).get("chat_prompt") is (True if chat else None)
+        with load_backend("hf", str(merged)) as backend:
+            assert backend.chat_prompt is chat
+        with load_backend("hf", str(tiny_llama_dir), lora_path=str(out)) as backend:
+            assert backend.chat_prompt is chat
+
+
 def lora_losses(model_dir: Path, cast_inputs: bool, steps: int = 6
                 ) -> tuple[list[float], set[torch.dtype]]:
     """Losses of `steps` bf16-autocast LoRA steps on a bf16 base (one fixed packed batch), and the dtypes the

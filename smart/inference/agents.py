@@ -118,10 +118,14 @@ def _answer_of(text: str, row: dict) -> None:
 def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, limits: Limits,
               agents: tj.Agents = tj.FULL, method: str = "smart") -> list[dict]:
     """The trained model as all four agents (see the module docstring), or with the agents that `agents` skips
-    left out of the chain, as `trajectory.render_long` writes the ablated trajectories."""
+    left out of the chain, as `trajectory.render_long` writes the ablated trajectories. A model trained with
+    `--chat_prompt` (`backend.chat_prompt`) gets the request in its chat template's user turn, as in training."""
     prompts = [tj.format_prompt(ex.instruction, ex.input) for ex in examples]
+    if backend.chat_prompt:
+        prompts = [tj.chat_prompt(backend.tokenizer, p) for p in prompts]
+    generate = partial(backend.generate, add_special_tokens=not backend.chat_prompt)
     if agents.intent:
-        intents = backend.generate([p + tj.RECONSTRUCTOR for p in prompts], limits.intent, stop=[tj.EOR])
+        intents = generate([p + tj.RECONSTRUCTOR for p in prompts], limits.intent, stop=[tj.EOR])
         rows, query_lists = _intent_rows(examples, intents, method)
         heads = [p + tj.RECONSTRUCTOR + tj.render_intent(q) + "\n\n" for p, q in zip(prompts, query_lists)]
     else:  # the request itself is the query
@@ -135,7 +139,7 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
         contexts.append(head + (tj.render_retrieval(_passages(item)) + "\n\n" if item else ""))
     generator_contexts = [c + tj.GENERATOR for c in contexts]  # no passages or no locator: straight to the answer
     located = [i for i, item in enumerate(hits) if item] if agents.locator else []
-    locators = backend.generate([contexts[i] + tj.LOCATOR for i in located], limits.locator, stop=[tj.EOL])
+    locators = generate([contexts[i] + tj.LOCATOR for i in located], limits.locator, stop=[tj.EOL])
     for i, out in zip(located, locators):
         facts, problems = tj.parse_locator(out, len(hits[i]))
         row = rows[i]
@@ -146,7 +150,7 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
         else:
             row["facts"] = [asdict(f) for f in facts]
             generator_contexts[i] = contexts[i] + tj.LOCATOR + out + "\n\n" + tj.GENERATOR
-    answers = backend.generate(generator_contexts, limits.generator, stop=[tj.EOG])
+    answers = generate(generator_contexts, limits.generator, stop=[tj.EOG])
     for row, context, out in zip(rows, generator_contexts, answers):
         _answer_of(out, row)
         row["trajectory"] = context + out

@@ -94,6 +94,7 @@ class Backend:
     def __init__(self) -> None:
         self.stats: dict[str, float] = {"prompts": 0, "generated_tokens": 0, "seconds": 0.0, "truncated_prompts": 0}
         self.tokenizer: Any = None
+        self.chat_prompt = False  # trained on chat-rendered trajectory prompts (trajectory.chat_prompt); see load_backend
 
     def generate(self, prompts: list[str], max_new_tokens: int, stop: list[str] | None = None,
                  add_special_tokens: bool = True) -> list[str]:
@@ -132,18 +133,20 @@ class Backend:
         self.close()
 
 
-def recorded_dtype(model: str, lora_path: str | None = None) -> str | None:
-    """The precision a model was trained in: the adapter's record (smart.training.trainer.ADAPTER_RECORD), else the
-    `dtype` in the model folder's config.json; None when neither records one (or `model` is a hub name)."""
+def recorded(model: str, lora_path: str | None, key: str):
+    """What a model's training recorded under `key`: the adapter's record (smart.training.trainer.ADAPTER_RECORD),
+    else the model folder's config.json; None when neither records it (or `model` is a hub name)."""
     from smart.training.trainer import read_adapter_record
 
-    if lora_path and (dtype := read_adapter_record(lora_path).get("dtype")):
-        return dtype
+    if lora_path and (value := read_adapter_record(lora_path).get(key)) is not None:
+        return value
     config = Path(model) / "config.json"
-    if not config.exists():
-        return None
-    fields = json.loads(config.read_text())
-    return fields.get("dtype") or fields.get("torch_dtype")
+    return json.loads(config.read_text()).get(key) if config.exists() else None
+
+
+def recorded_dtype(model: str, lora_path: str | None = None) -> str | None:
+    """The precision a model was trained in (`recorded` dtype; older configs: torch_dtype)."""
+    return recorded(model, lora_path, "dtype") or recorded(model, None, "torch_dtype")
 
 
 def resolve_dtype(dtype: str, model: str, lora_path: str | None, cuda: bool, default: str) -> str:
@@ -420,4 +423,6 @@ def load_backend(kind: str, model: str, **options: Any) -> Backend:
     if kind == "auto":
         kind = "vllm" if vllm_available() else "hf"
     cls = VLLMBackend if kind == "vllm" else HFBackend
-    return cls(base, lora_path=lora_path, **options)
+    backend = cls(base, lora_path=lora_path, **options)
+    backend.chat_prompt = bool(recorded(base, lora_path, "chat_prompt"))
+    return backend

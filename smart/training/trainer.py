@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -55,6 +55,7 @@ class Example:
     id: str
     prompt: str
     target: str
+    templated: bool = False  # the prompt is chat-rendered (trajectory.chat_prompt) and carries its own BOS
 
 
 def retrieval_spans(text: str) -> list[tuple[int, int]]:
@@ -110,7 +111,7 @@ def encode(example: Example, tokenizer, max_seq_length: int) -> dict[str, list[i
     continues it). A target token is masked when its characters overlap a retrieval body; truncation keeps the
     beginning, so a block cut open stays masked to the end.
     """
-    prompt_ids = tokenizer(example.prompt, add_special_tokens=True)["input_ids"]
+    prompt_ids = tokenizer(example.prompt, add_special_tokens=not example.templated)["input_ids"]
     target = tokenizer(example.target, add_special_tokens=False, return_offsets_mapping=True)
     spans = retrieval_spans(example.target)
     target_labels = [
@@ -302,6 +303,7 @@ class TrainArgs:
     model_name_or_path: str = defaults.EMBEDDED
     tokenizer_name: str | None = None
     use_special_tokens: bool = False
+    chat_prompt: bool = False  # the request in the chat template's user turn, the trajectory in the assistant's
     max_seq_length: int = 512
     max_train_samples: int | None = None
     per_device_train_batch_size: int = 8
@@ -365,7 +367,7 @@ def save_model(accelerator, model, tokenizer, out: Path, record: dict) -> None:
     else:
         state = cast_state(state, getattr(torch, record["dtype"]))
         unwrapped.save_pretrained(out, state_dict=state, safe_serialization=True)
-        record_dtype(out, record["dtype"])
+        record_config(out, {k: v for k, v in record.items() if k in RECORDED_CONFIG})
     tokenizer.save_pretrained(out)
 
 
@@ -379,10 +381,14 @@ def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, 
     return {k: cast[v.data_ptr(), v.shape] if v.is_floating_point() else v for k, v in state.items()}
 
 
-def record_dtype(model_dir: Path, dtype: str) -> None:
-    """Set the `dtype` in a saved model's config.json (save_pretrained writes the parameters' own)."""
+RECORDED_CONFIG = ("dtype", "chat_prompt")  # what a full or merged model's config.json records of its training
+
+
+def record_config(model_dir: Path, fields: dict) -> None:
+    """Set `fields` in a saved model's config.json (the training `dtype`: save_pretrained writes the parameters'
+    own; `chat_prompt`: the model was trained on chat-rendered prompts)."""
     path = model_dir / "config.json"
-    write_json(path, {**json.loads(path.read_text()), "dtype": dtype})
+    write_json(path, {**json.loads(path.read_text()), **fields})
 
 
 def read_adapter_record(lora_path: str | os.PathLike) -> dict:
@@ -417,12 +423,17 @@ def train(args: TrainArgs) -> Path:
     attn = args.attn_implementation or (register_packed_attention() if args.packing else None)
     model, tokenizer = load_model_and_tokenizer(args.model_name_or_path, args.tokenizer_name, args.use_special_tokens,
                                                 getattr(torch, load_dtype), attn)
+    if args.chat_prompt:
+        if not getattr(tokenizer, "chat_template", None):
+            raise InputError(f"--chat_prompt: {args.model_name_or_path} has no chat template")
+        examples = [replace(e, prompt=trajectory.chat_prompt(tokenizer, e.prompt), templated=True) for e in examples]
     with accelerator.main_process_first():
         features, dropped = encode_all(examples, tokenizer, args.max_seq_length)
     if not features:
         raise InputError(f"{args.train_file}: no example has a supervised token within --max_seq_length {args.max_seq_length}")
     log.info("%d examples, %d dropped (no supervised token within %d tokens)", len(features), dropped, args.max_seq_length)
-    record = {"dtype": trained_dtype, "embedding_rows": model.get_input_embeddings().num_embeddings}
+    record = {"dtype": trained_dtype, "embedding_rows": model.get_input_embeddings().num_embeddings,
+              **({"chat_prompt": True} if args.chat_prompt else {})}
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
@@ -581,6 +592,8 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     tmp = Path(str(target_model_path).rstrip("/") + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
+    if record.get("chat_prompt"):
+        record_config(tmp, {"chat_prompt": True})
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target_model_path, ignore_errors=True)
     tmp.rename(target_model_path)
