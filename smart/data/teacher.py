@@ -272,42 +272,19 @@ def run_resumable(items: list[dict], process: Callable[[dict], Awaitable[dict]],
 
     A `TeacherError` fails only its item (not written, so a rerun retries it); `TeacherFatal` stops the run.
     """
-    from tqdm import tqdm
+    async def work(todo: list[dict], done: Callable) -> None:
+        queue: asyncio.Queue = asyncio.Queue()
+        for item in todo:
+            queue.put_nowait(item)
 
-    start = time.monotonic()
-    summary = RunSummary(total=len(items))
-    with ResumableJsonl(output) as out:
-        todo = [item for item in items if str(item["id"]) not in out]
-        summary.done_before = len(items) - len(todo)
-        bar = tqdm(total=len(todo), desc=desc, disable=None)
-
-        async def worker(queue: asyncio.Queue) -> None:
+        async def worker() -> None:
             while not queue.empty():
                 item = queue.get_nowait()
-                try:
-                    row = await process(item)
-                except TeacherError as e:
-                    log.warning("%s: %s", item["id"], e)
-                    summary.failed_ids.append(str(item["id"]))
-                else:
-                    out.write(row)
-                    summary.written += 1
-                bar.update(1)
+                await done([item], _as_list(process(item)))
 
-        async def main() -> None:
-            queue: asyncio.Queue = asyncio.Queue()
-            for item in todo:
-                queue.put_nowait(item)
-            try:
-                await asyncio.gather(*(worker(queue) for _ in range(max(1, min(concurrency, len(todo))))))
-            finally:
-                if teacher is not None:
-                    await teacher.aclose()
+        await asyncio.gather(*(worker() for _ in range(max(1, min(concurrency, len(todo))))))
 
-        asyncio.run(main())
-        bar.close()
-    _finish(summary, output, teacher, start)
-    return summary
+    return _run(items, work, output, teacher, desc)
 
 
 def run_batched(items: list[dict], process_batch: Callable[[list[dict]], Awaitable[list[dict]]],
@@ -317,6 +294,25 @@ def run_batched(items: list[dict], process_batch: Callable[[list[dict]], Awaitab
     in input order, one chunk at a time, and each chunk's rows are appended in order. With a local teacher every
     chunk's prompts are one backend call (`LocalTeacher.chat_all`), so a run's greedy replies do not depend on
     timing. A `TeacherError` fails its chunk's items (not written, so a rerun retries them)."""
+    size = max(1, batch_size)
+
+    async def work(todo: list[dict], done: Callable) -> None:
+        for i in range(0, len(todo), size):
+            chunk = todo[i:i + size]
+            await done(chunk, process_batch(chunk))
+
+    return _run(items, work, output, teacher, desc)
+
+
+async def _as_list(row: Awaitable[dict]) -> list[dict]:
+    return [await row]
+
+
+def _run(items: list[dict], work: Callable, output: str | os.PathLike, teacher: Teacher | None,
+         desc: str) -> RunSummary:
+    """The runners' frame: skip the ids already in `output`, let `work(todo, done)` feed the rest to `done(items,
+    their pending rows)`, which appends the rows or counts the items failed on a `TeacherError`; close the teacher;
+    fill the summary."""
     from tqdm import tqdm
 
     start = time.monotonic()
@@ -326,35 +322,31 @@ def run_batched(items: list[dict], process_batch: Callable[[list[dict]], Awaitab
         summary.done_before = len(items) - len(todo)
         bar = tqdm(total=len(todo), desc=desc, disable=None)
 
+        async def done(batch: list[dict], pending: Awaitable[list[dict]]) -> None:
+            try:
+                rows = await pending
+            except TeacherError as e:
+                log.warning("%s%s: %s", batch[0]["id"], f" and {len(batch) - 1} more" if len(batch) > 1 else "", e)
+                summary.failed_ids += [str(item["id"]) for item in batch]
+            else:
+                for row in rows:
+                    out.write(row)
+                summary.written += len(rows)
+            bar.update(len(batch))
+
         async def main() -> None:
             try:
-                for i in range(0, len(todo), max(1, batch_size)):
-                    chunk = todo[i:i + max(1, batch_size)]
-                    try:
-                        rows = await process_batch(chunk)
-                    except TeacherError as e:
-                        log.warning("%d items from %s: %s", len(chunk), chunk[0]["id"], e)
-                        summary.failed_ids += [str(item["id"]) for item in chunk]
-                    else:
-                        for row in rows:
-                            out.write(row)
-                        summary.written += len(rows)
-                    bar.update(len(chunk))
+                await work(todo, done)
             finally:
                 if teacher is not None:
                     await teacher.aclose()
 
         asyncio.run(main())
         bar.close()
-    _finish(summary, output, teacher, start)
-    return summary
-
-
-def _finish(summary: RunSummary, output: str | os.PathLike, teacher: Teacher | None, start: float) -> None:
-    """Fill a summary's flag counts (over the whole output file), teacher counts and time."""
     summary.flags, summary.flagged_ids = flag_counts(row for _, row in iter_jsonl(output)) if Path(output).exists() else ({}, {})
     summary.teacher = teacher.stats.as_dict() if teacher is not None else {}
     summary.seconds = time.monotonic() - start
+    return summary
 
 
 def write_summary(output: str | os.PathLike, summary: RunSummary) -> Path:
