@@ -359,14 +359,20 @@ def test_chat_prompt_training_is_recorded_through_the_merge_and_read_by_the_back
     for chat in (True, False):
         out = training.train(train_args(tiny_llama_dir, rows, tmp_path / f"out{chat}", use_lora=True, lora_rank=4,
                                         max_train_steps=1, chat_prompt=chat))
-        assert training.read_adapter_record(out).get("chat_prompt") is (True if chat else None)
+        assert training.read_adapter_record(out)["chat_prompt"] is chat
         merged = tmp_path / f"merged{chat}"
         training.merge_lora(str(tiny_llama_dir), str(out), str(merged))
-        assert json.loads((merged / "config.json").read_text()).get("chat_prompt") is (True if chat else None)
+        assert json.loads((merged / "config.json").read_text())["chat_prompt"] is chat
         with load_backend("hf", str(merged)) as backend:
             assert backend.chat_prompt is chat
         with load_backend("hf", str(tiny_llama_dir), lora_path=str(out)) as backend:
             assert backend.chat_prompt is chat
+    # stage 2 without it on a stage-1 model trained with it: the record is the new training's, not the base's
+    out = training.train(train_args(tmp_path / "mergedTrue", rows, tmp_path / "stage2", use_lora=True, lora_rank=4,
+                                    max_train_steps=1))
+    training.merge_lora(str(tmp_path / "mergedTrue"), str(out), str(tmp_path / "stage2_merged"))
+    with load_backend("hf", str(tmp_path / "stage2_merged")) as backend:
+        assert backend.chat_prompt is False
 
 
 def lora_losses(model_dir: Path, cast_inputs: bool, steps: int = 6

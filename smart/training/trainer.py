@@ -432,8 +432,9 @@ def train(args: TrainArgs) -> Path:
     if not features:
         raise InputError(f"{args.train_file}: no example has a supervised token within --max_seq_length {args.max_seq_length}")
     log.info("%d examples, %d dropped (no supervised token within %d tokens)", len(features), dropped, args.max_seq_length)
+    # chat_prompt always written: a model trained on a chat-prompt base without it must not inherit the base's
     record = {"dtype": trained_dtype, "embedding_rows": model.get_input_embeddings().num_embeddings,
-              **({"chat_prompt": True} if args.chat_prompt else {})}
+              "chat_prompt": args.chat_prompt}
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
@@ -592,8 +593,7 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     tmp = Path(str(target_model_path).rstrip("/") + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    if record.get("chat_prompt"):
-        record_config(tmp, {"chat_prompt": True})
+    record_config(tmp, {"chat_prompt": bool(record.get("chat_prompt"))})
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target_model_path, ignore_errors=True)
     tmp.rename(target_model_path)
