@@ -25,9 +25,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--stats_output", default=None, help="stats report JSON (default: <long_output>.stats.json)")
     p.add_argument("--tokenizer", default="none",
                    help="tokenizer for the length percentiles: a path or hub name, 'embedded' for SmolLM2, 'none'")
+    p.add_argument("--missed_facts", action="store_true",
+                   help="add to the long output, per open question answered beyond passage 1's first sentence, a "
+                        "missed-fact record: the chain with that first sentence located alone in the prompt, the "
+                        "answer as the target (type generator_after_chain)")
     args = p.parse_args(argv)
     with cli_errors():
-        items, longs, shorts, rejected = combine(read_records(args.input_file))
+        items, longs, shorts, rejected = combine(read_records(args.input_file), args.missed_facts)
         write_records(args.long_output, longs)
         write_records(args.short_output, shorts)
         stats = trajectory_stats(items, longs + shorts, load_tokenizer(args.tokenizer))

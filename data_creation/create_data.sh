@@ -9,7 +9,8 @@
 # Every teacher step is resumable: rerun the same command after an interruption. Environment knobs: TEACHER
 # (openai|hf|vllm|answer), MODEL, CONCURRENCY, MAX_QUERIES, N_DOCS, N (sample size), PASSAGES, EMBEDDINGS, ENCODER,
 # TOKENIZER (length stats), ANSWER_TEACHER (openai|hf|vllm: a model writes the open questions' answers,
-# data_creation/write_answers.py; unset: the gold answers), ANSWER_MODEL (default embedded), ANSWER_CONCURRENCY.
+# data_creation/write_answers.py; unset: the gold answers), ANSWER_MODEL (default embedded), ANSWER_CONCURRENCY,
+# MISSED_FACTS (1: combine_data.py --missed_facts).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 INPUT_FILE DATASET_NAME OUTPUT_DIR" >&2
@@ -40,5 +41,6 @@ if [ -n "${ANSWER_TEACHER:-}" ]; then  # optional: a chat model writes the open 
   LOCATED=$OUT/work/answered.jsonl
 fi
 $PY data_creation/combine_data.py --input_file "$LOCATED" --long_output "$OUT/${NAME}_long.jsonl" \
-  --short_output "$OUT/${NAME}_short.jsonl" --stats_output "$OUT/${NAME}_stats.json" --tokenizer "${TOKENIZER:-none}"
+  --short_output "$OUT/${NAME}_short.jsonl" --stats_output "$OUT/${NAME}_stats.json" --tokenizer "${TOKENIZER:-none}" \
+  $([ "${MISSED_FACTS:-0}" = 1 ] && echo --missed_facts)
 $PY data_creation/validate_data.py "$OUT/${NAME}_long.jsonl" "$OUT/${NAME}_short.jsonl"

@@ -8,6 +8,8 @@
 #   MIX              training shares per shape (default open=0.6,claim=0.2,choice=0.2)
 #   MODEL_ANSWERS    1 (default): the backbone writes the open questions' training answers (create_data.sh's answer
 #                    step); 0: the gold answers
+#   MISSED_FACTS     0 (default) or 1: the long file gains missed-fact records (the generator answers from the
+#                    passages after a wrong located fact; combine_data.py --missed_facts)
 #   DEMO_DATA        real (default) or templates (the template builder's items and dev sets; SPAN_FACTS applies)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
 #   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3,

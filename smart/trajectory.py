@@ -27,6 +27,9 @@ STOP_STRINGS = {"intent": EOR, "locator": EOL, "generator": EOG}
 LONG = "long"
 INTENT, LOCATOR_TYPE, GENERATOR_TYPE, GENERATOR_NO_FACTS = "intent", "locator", "generator", "generator_no_facts"
 SHORT_TYPES = (INTENT, LOCATOR_TYPE, GENERATOR_TYPE, GENERATOR_NO_FACTS)
+# A generator step after the whole chain, its earlier steps in the prompt (see `generator_after_chain`).
+GENERATOR_AFTER_CHAIN = "generator_after_chain"
+STEP_TYPES = SHORT_TYPES + (GENERATOR_AFTER_CHAIN,)
 
 
 @dataclass
@@ -169,29 +172,36 @@ def ablate_record(record: dict, ablation: str) -> dict:
     return {**record, "ablation": ablation, "output": render_long(t, ABLATIONS[ablation])}
 
 
-def short_trajectories(instruction: str, input: str, t: Trajectory) -> list[dict]:
-    """Stage-1 records (type, instruction, input, output): one agent's step each, earlier steps in the prompt.
-
-    The context is appended after `</eoi>\\n\\n` in the last non-empty request field, so that
-    `format_prompt(instruction, input)` is the whole prompt and `output` the whole target.
-    """
+def _step_record(kind: str, instruction: str, input: str, context: str, output: str) -> dict:
+    """A one-step record (type, instruction, input, output): `context` (the earlier steps) is appended after
+    `</eoi>\\n\\n` in the last non-empty request field, so that `format_prompt(instruction, input)` is the whole
+    prompt and `output` the whole target."""
     instruction, input = request_text(instruction, input)
-    in_input = bool(input.strip())
+    if input.strip():
+        return {"type": kind, "instruction": instruction, "input": input + context, "output": output}
+    return {"type": kind, "instruction": instruction + context, "input": "", "output": output}
 
-    def record(kind: str, context: str, output: str) -> dict:
-        if in_input:
-            return {"type": kind, "instruction": instruction, "input": input + context, "output": output}
-        return {"type": kind, "instruction": instruction + context, "input": "", "output": output}
 
-    records = [record(INTENT, RECONSTRUCTOR, render_intent(t.queries))]
+def short_trajectories(instruction: str, input: str, t: Trajectory) -> list[dict]:
+    """Stage-1 records (type, instruction, input, output): one agent's step each, earlier steps in the prompt."""
+    records = [_step_record(INTENT, instruction, input, RECONSTRUCTOR, render_intent(t.queries))]
     if t.passages:
-        records.append(record(LOCATOR_TYPE, render_retrieval(t.passages) + "\n\n" + LOCATOR, render_locator(t.facts)))
+        records.append(_step_record(LOCATOR_TYPE, instruction, input, render_retrieval(t.passages) + "\n\n" + LOCATOR,
+                                    render_locator(t.facts)))
     if t.relevant:
         context = LOCATOR + render_locator(t.facts) + "\n\n" + GENERATOR
-        records.append(record(GENERATOR_TYPE, context, render_answer(t.answer, t.citations)))
+        records.append(_step_record(GENERATOR_TYPE, instruction, input, context, render_answer(t.answer, t.citations)))
     else:
-        records.append(record(GENERATOR_NO_FACTS, GENERATOR, render_answer(t.answer, [])))
+        records.append(_step_record(GENERATOR_NO_FACTS, instruction, input, GENERATOR, render_answer(t.answer, [])))
     return records
+
+
+def generator_after_chain(instruction: str, input: str, t: Trajectory) -> dict:
+    """The long trajectory of `t` with everything before the answer in the (masked) prompt: only the Response
+    Generator's step is learned, after the queries, the passages and the facts as given."""
+    long = render_long(t)
+    cut = long.index(GENERATOR) + len(GENERATOR)
+    return _step_record(GENERATOR_AFTER_CHAIN, instruction, input, long[:cut], long[cut:])
 
 
 # ----------------------------------------------------------------------------------------------- parse
@@ -430,9 +440,10 @@ def record_type(record: dict) -> str:
 
 
 def validate_short(record: dict) -> list[str]:
-    """Problems of a stage-1 record: the prompt holds the right earlier steps, the target is one well-formed step."""
+    """Problems of a one-step record (stage 1's, or `generator_after_chain`): the prompt holds the right earlier steps,
+    the target is one well-formed step."""
     kind = record_type(record)
-    if kind not in SHORT_TYPES:
+    if kind not in STEP_TYPES:
         return [f"unknown short type {record.get('type')!r}"]
     prompt = format_prompt(record.get("instruction") or "", record.get("input") or "")
     output = record.get("output") or ""
@@ -465,6 +476,8 @@ def validate_short(record: dict) -> list[str]:
         problems += p
         n = max([f.index for f in facts], default=0)
         problems += _citation_problems(citations, facts, n, output)
+        if kind == GENERATOR_AFTER_CHAIN:
+            problems += _fact_problems(facts, passages) if passages else ["prompt: no passages before the locator"]
     return problems
 
 

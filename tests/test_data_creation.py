@@ -43,7 +43,7 @@ def rows(path: Path) -> dict[str, dict]:
 
 # ----------------------------------------------------------------------------------------------- converter
 SHAPES = {
-    "nq": ([{"id": 1, "question": "who wrote hamlet", "answers": ["Shakespeare", "William Shakespeare"]},
+    "nq": ([{"id": 1, "question": "who wrote hamlet", "answers": ["Shakespeare", "Hamlet", "William Shakespeare"]},
             {"id": 2, "question": "empty one", "answers": []}], OPEN_QA),
     "hotpotqa": ([{"_id": "h1", "question": "Which is older, A or B?", "answer": "A"}], MULTI_HOP_QA),
     "fever": ([{"id": 5, "claim": "Paris is in France.", "label": "SUPPORTS"},
@@ -216,6 +216,21 @@ def test_answer_locator_and_combine_make_valid_records():
     assert stats["flags"] == {"intent_fallback": 1, "no_fact_located": 1}  # c3: no passage holds its answer
 
 
+def test_missed_fact_records_put_passage_1s_first_sentence_as_the_located_fact():
+    items, longs, _, _ = combine(located_items(), missed_facts=True)
+    assert combine(located_items())[1] == [r for r in longs if r["type"] == T.LONG]
+    missed = [r for r in longs if r["type"] == T.GENERATOR_AFTER_CHAIN]
+    # c1 (open, answered by passage 1's second sentence) gets one; c2 (multiple choice) and c3 (no fact) do not
+    assert [r["id"] for r in missed] == ["c1_missed_fact"] and longs.index(missed[0]) == 1
+    t, _ = T.parse_long(T.format_prompt(missed[0]["instruction"], missed[0]["input"]).split(T.EOI + "\n\n", 1)[1]
+                        + missed[0]["output"])
+    assert [(f.index, f.relevant, f.text) for f in t.facts] == [
+        (1, True, "The Nile is a major river in Africa."), (2, False, ""), (3, False, "")]
+    assert t.answer == "Mediterranean Sea" and t.citations == [] and T.validate_record(missed[0]) == []
+    first_holds_it = [(k, {**row, "answers": ["Mediterranean Sea", "Africa"]}) for k, row in located_items()]
+    assert not [r for r in combine(first_holds_it, missed_facts=True)[1] if r["type"] == T.GENERATOR_AFTER_CHAIN]
+
+
 def test_combine_cli_json_and_stats_with_tokenizer(tmp_path, embedded_llm_dir):
     combine_main = cli("combine_data")
     write_jsonl(tmp_path / "located.jsonl", [row for _, row in located_items()])
@@ -226,6 +241,11 @@ def test_combine_cli_json_and_stats_with_tokenizer(tmp_path, embedded_llm_dir):
     stats = json.loads((tmp_path / "long.json.stats.json").read_text())
     assert stats["tokens"]["long"]["max"] >= stats["tokens"]["long"]["p50"] > 20
     assert stats["rejected_ids"] == {"invalid_trajectory": ["c4"]}
+    combine_main(["--input_file", str(tmp_path / "located.jsonl"), "--long_output", str(tmp_path / "long.jsonl"),
+                  "--short_output", str(tmp_path / "short.jsonl"), "--missed_facts"])
+    missed = [json.loads(x) for x in (tmp_path / "long.jsonl").read_text().splitlines()]
+    assert [r["type"] for r in missed] == [T.LONG, T.GENERATOR_AFTER_CHAIN, T.LONG, T.LONG]
+    assert json.loads((tmp_path / "long.jsonl.stats.json").read_text())["types"][T.GENERATOR_AFTER_CHAIN] == 1
 
 
 # ----------------------------------------------------------------------------------------------- validator CLI

@@ -93,6 +93,18 @@ def test_short_trajectories_split_the_long_one():
     assert T.format_prompt(no_facts[-1]["instruction"], "").endswith(T.EOI + "\n\n" + T.GENERATOR)
 
 
+def test_generator_after_chain_is_the_long_trajectory_cut_before_the_answer():
+    record = VALID[0]
+    t, _ = T.parse_long(record["output"])
+    step = {"id": "x", **T.generator_after_chain(record["instruction"], record["input"], t)}
+    prompt = T.format_prompt(step["instruction"], step["input"])
+    assert step["type"] == T.GENERATOR_AFTER_CHAIN and prompt.endswith(T.GENERATOR)
+    assert prompt.split(T.EOI + "\n\n", 1)[1] + step["output"] == T.render_long(t)
+    assert T.validate_record(step) == []
+    bad_fact = {**step, "instruction": step["instruction"].replace("AD 79", "AD 80", 1)}  # the fact no longer verbatim
+    assert "fact [N] is not a verbatim span of its passage" in {T.problem_kind(p) for p in T.validate_record(bad_fact)}
+
+
 def test_authors_shaped_long_quirks_parse():
     quirky_locator, no_space_fact = load("authors_shape_long.json")
     t, problems = T.parse_long(quirky_locator["output"])  # `<|Locator|>` without colon, all irrelevant, no [Cite]

@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import re
 
-from smart.data.convert import AMBIGUOUS_QA, MULTI_HOP_QA, OPEN_QA, check_items, item_request
+from smart.data.convert import OPEN_QUESTIONS, check_items, item_request
 from smart.data.locator import sentences
 from smart.data.teacher import RunSummary, run_batched
 from smart.evaluation.metrics import match
 from smart.inference.agents import rag_request
 from smart.io import read_records
 from smart.trajectory import Passage, normalize_space
-
-ANSWERED_TASKS = (OPEN_QA, MULTI_HOP_QA, AMBIGUOUS_QA)
 
 
 def facts_messages(item: dict) -> list[dict] | None:
@@ -75,7 +73,7 @@ async def write_answers(items: list[dict], teacher) -> list[dict]:
     """The items, each open question with its answer and flag (see the module docstring); one `chat_all` call per
     prompt kind."""
     answered: dict[int, tuple[str, str]] = {}
-    open_items = [i for i, item in enumerate(items) if item.get("task_type") in ANSWERED_TASKS]
+    open_items = [i for i, item in enumerate(items) if item.get("task_type") in OPEN_QUESTIONS]
     for flag, prompt in ANSWER_PROMPTS:
         asked = [(i, m) for i in open_items if i not in answered and (m := prompt(items[i]))]
         replies = await teacher.chat_all([m for _, m in asked])

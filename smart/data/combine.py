@@ -2,7 +2,12 @@
 
 A located item is a unified item (smart.data.convert) with `queries` (step 1), `ctxs` (step 2) and, per ctx, `relevant`
 and `fact` (step 3). Records: {id, dataset_name, type, instruction, input, output}, `type` in trajectory.LONG or
-trajectory.SHORT_TYPES; the prompt of a record is trajectory.format_prompt(instruction, input).
+trajectory.STEP_TYPES; the prompt of a record is trajectory.format_prompt(instruction, input).
+
+Optionally (`missed_facts`), the long records gain missed-fact records: for an open question whose answer lies
+beyond the first sentence of passage 1, the chain with the Fact Locator having located that first sentence alone
+(what a small trained locator most often writes) in the prompt, and the item's answer as the target
+(`trajectory.generator_after_chain`): the Response Generator learns to read the passages when the facts miss.
 """
 from __future__ import annotations
 
@@ -10,9 +15,11 @@ from collections import Counter, defaultdict
 
 import numpy as np
 
-from smart.data.convert import check_items
-from smart.trajectory import (LONG, Fact, Passage, Trajectory, format_prompt, normalize_space, render_long,
-                              request_text, short_trajectories, validate_long, validate_short)
+from smart.data.convert import OPEN_QUESTIONS, check_items
+from smart.data.locator import sentences
+from smart.evaluation.metrics import match
+from smart.trajectory import (LONG, Fact, Passage, Trajectory, format_prompt, generator_after_chain, normalize_space,
+                              render_long, request_text, short_trajectories, validate_long, validate_short)
 
 
 def trajectory_of(item: dict) -> Trajectory:
@@ -41,9 +48,29 @@ def records_of(item: dict) -> tuple[dict, list[dict], list[str]]:
     return long, shorts, problems
 
 
-def combine(rows: list[tuple[int, dict]]) -> tuple[list[dict], list[dict], list[dict], dict[str, list[str]]]:
+def missed_fact_record(item: dict) -> dict | None:
+    """The missed-fact record of an open question (see the module docstring), or None: when the item is no open
+    question, when no located fact holds a gold answer, or when passage 1's first sentence holds one."""
+    t = trajectory_of(item)
+    golds = [a for a in item.get("answers") or [] if isinstance(a, str) and a.strip()]
+    if item.get("task_type") not in OPEN_QUESTIONS or not golds or not t.passages:
+        return None
+    first = next(iter(sentences(t.passages[0].text)), "")
+    if not first or match(first, golds) or not any(match(f.text, golds) for f in t.relevant):
+        return None
+    missed = Trajectory(queries=t.queries, passages=t.passages, answer=t.answer,
+                        facts=[Fact(1, True, t.passages[0].title, first)] + [Fact(i, False) for i in
+                                                                              range(2, len(t.passages) + 1)])
+    instruction, input = request_text(item.get("instruction") or "", item.get("input") or "")
+    return {"id": f"{item['id']}_missed_fact", "dataset_name": item["dataset_name"],
+            **generator_after_chain(instruction, input, missed)}
+
+
+def combine(rows: list[tuple[int, dict]], missed_facts: bool = False
+            ) -> tuple[list[dict], list[dict], list[dict], dict[str, list[str]]]:
     """(usable items, long records, short records, rejected ids by reason), in id order. Items whose trajectory
-    would not validate (e.g. an answer holding a format tag) are rejected as `invalid_trajectory`."""
+    would not validate (e.g. an answer holding a format tag) are rejected as `invalid_trajectory`. With
+    `missed_facts`, each kept item's missed-fact record (if any) follows its long record."""
     items, rejected = check_items(rows, needs=("queries", "ctxs"))
     kept, longs, shorts = [], [], []
     for item in sorted(items, key=lambda x: x["id"]):
@@ -54,6 +81,8 @@ def combine(rows: list[tuple[int, dict]]) -> tuple[list[dict], list[dict], list[
         kept.append(item)
         longs.append(long)
         shorts += short
+        if missed_facts and (missed := missed_fact_record(item)) and not validate_short(missed):
+            longs.append(missed)
     return kept, longs, shorts, rejected
 
 

@@ -3,7 +3,8 @@
 Unified item: {id, dataset_name, task_type, instruction, input, output} plus, when the source has them, `answers` (the
 gold short answers; for multiple choice the correct option's text) and `evidence` (sentences known to support the
 answer), which guide the offline answer-guided teacher (smart.data.intent, smart.data.locator). Shapes read:
-- qa: question + answers/answer (NQ, PopQA, HotpotQA, ASQA)
+- qa: question + answers/answer (NQ, PopQA, HotpotQA, ASQA); answers the question itself contains are dropped while
+  others remain
 - claim: claim (or question) + label/answers (FEVER, PubHealth)
 - choices: question (or question_stem, or {stem, choices}) + choices + answerKey (ARC, OpenBookQA)
 - dialogue: history/context turns + question + answer, or KILT's input + output (WoW, QReCC)
@@ -21,6 +22,7 @@ from smart.trajectory import normalize_space
 FACT_VERIFICATION, MULTIPLE_CHOICE, MULTI_HOP_QA = "fact_verification", "multiple_choice", "multi_hop_qa"
 OPEN_QA, AMBIGUOUS_QA, DIALOGUE, INSTRUCTION = "open_qa", "ambiguous_qa", "dialogue", "instruction"
 TASK_TYPES = (FACT_VERIFICATION, MULTIPLE_CHOICE, MULTI_HOP_QA, OPEN_QA, AMBIGUOUS_QA, DIALOGUE, INSTRUCTION)
+OPEN_QUESTIONS = (OPEN_QA, MULTI_HOP_QA, AMBIGUOUS_QA)  # answered in words, not by a label or an option
 
 SHAPES = ("auto", "qa", "claim", "choices", "dialogue", "instruction")
 FACT_VERIFICATION_INSTRUCTION = "Is the following statement correct or not? Say true if it's correct; otherwise, say false."
@@ -96,12 +98,21 @@ def _answers(row: dict) -> list[str]:
     return [a.strip() for a in values if isinstance(a, str) and a.strip()]
 
 
+def in_text(phrase: str, text: str) -> bool:
+    """Whether `phrase` occurs in `text` as whole words, ignoring case."""
+    return re.search(rf"(?<!\w){re.escape(phrase.strip())}(?!\w)", text, re.I) is not None
+
+
 def _qa(row: dict) -> tuple[str, str, str, list[str]]:
+    """A question and its answers, less the answer aliases the question itself contains (TriviaQA lists
+    "Capital of Kenya" among the answers of "What is the capital of Kenya?"): echoing the question is no answer.
+    When every answer is in the question ("Which is older, A or B?"), all stay."""
     question, answers = _text(row.get("question")), _answers(row)
     if not question:
         raise Rejected("missing_question")
     if not answers:
         raise Rejected("empty_answer")
+    answers = [a for a in answers if not in_text(a, question)] or answers
     return question, "", answers[0], answers
 
 

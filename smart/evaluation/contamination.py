@@ -27,7 +27,7 @@ from smart.data.convert import DIALOGUE_INSTRUCTION, FACT_VERIFICATION_INSTRUCTI
 from smart.evaluation.metrics import normalize_answer
 from smart.evaluation.tasks import PAPER_EVAL_FILES, TASKS, load_examples
 from smart.io import InputError, iter_jsonl, read_records, where
-from smart.trajectory import EOI, RETRIEVAL_OPEN, SHORT_TYPES
+from smart.trajectory import EOI, RETRIEVAL_OPEN, STEP_TYPES
 
 KINDS = ("same_question", "same_id", "ngram")
 DEFAULT_NGRAM = 8
@@ -123,7 +123,7 @@ def source_ids(row: dict) -> frozenset[str]:
     if source := row.get("source"):
         ids |= {f"{source}_{i}" for i in ids if not i.startswith(f"{source}_")}
     kind = row.get("type")
-    if kind in SHORT_TYPES:
+    if kind in STEP_TYPES:
         ids |= {i.removesuffix(f"_{kind}") for i in ids}
     if dataset := row.get("dataset_name"):
         ids |= {i.removeprefix(f"{dataset}_") for i in ids if i.startswith(f"{dataset}_")}
