@@ -231,6 +231,18 @@ def test_missed_fact_records_put_passage_1s_first_sentence_as_the_located_fact()
     assert not [r for r in combine(first_holds_it, missed_facts=True)[1] if r["type"] == T.GENERATOR_AFTER_CHAIN]
 
 
+def test_a_missed_fact_record_that_fails_validation_is_counted_not_dropped(monkeypatch):
+    import smart.data.combine as combine_module
+
+    def failing_missed_facts(record):
+        return ["broken"] if record["type"] == T.GENERATOR_AFTER_CHAIN else T.validate_short(record)
+
+    monkeypatch.setattr(combine_module, "validate_short", failing_missed_facts)
+    items, longs, _, rejected = combine(located_items(), missed_facts=True)
+    assert [i["id"] for i in items] == ["c1", "c2", "c3"]  # the item itself stays
+    assert rejected == {"invalid_trajectory": ["c4"], "invalid_missed_fact": ["c1"]}
+    assert not [r for r in longs if r["type"] == T.GENERATOR_AFTER_CHAIN]
+
 def test_combine_cli_json_and_stats_with_tokenizer(tmp_path, embedded_llm_dir):
     combine_main = cli("combine_data")
     write_jsonl(tmp_path / "located.jsonl", [row for _, row in located_items()])

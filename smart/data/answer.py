@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 
-from smart.data.convert import OPEN_QUESTIONS, check_items, item_request
+from smart.data.convert import OPEN_QUESTIONS, check_items, item_request, phrase_match
 from smart.data.locator import sentences
 from smart.data.teacher import RunSummary, run_batched
 from smart.evaluation.metrics import match
@@ -50,7 +50,7 @@ def answer_span(reply: str, golds: list[str]) -> str | None:
     first = next(iter(sentences(line)), "")
     if not match(first, golds):
         return None
-    found = [m for g in golds if g.strip() and (m := re.search(rf"(?<!\w){re.escape(g.strip())}(?!\w)", first, re.I))]
+    found = [m for g in golds if g.strip() and (m := phrase_match(g.strip(), first))]
     if found and (cut := CLAUSE_END.search(first, min(m.end() for m in found))):
         return first[:cut.start()].rstrip(" .") + "."
     return first

@@ -34,9 +34,10 @@ def trajectory_of(item: dict) -> Trajectory:
                       citations=[f.index for f in facts if f.relevant])
 
 
-def records_of(item: dict) -> tuple[dict, list[dict], list[str]]:
-    """(long record, short records, problems); problems non-empty means the item's trajectory is not valid."""
-    t = trajectory_of(item)
+def records_of(item: dict, t: Trajectory | None = None) -> tuple[dict, list[dict], list[str]]:
+    """(long record, short records, problems) of an item, whose trajectory `t` is built here unless given; problems
+    non-empty means the item's trajectory is not valid."""
+    t = t or trajectory_of(item)
     instruction, input = request_text(item.get("instruction") or "", item.get("input") or "")
     base = {"id": item["id"], "dataset_name": item["dataset_name"]}
     long = {**base, "type": LONG, "instruction": instruction, "input": input, "output": render_long(t)}
@@ -48,10 +49,10 @@ def records_of(item: dict) -> tuple[dict, list[dict], list[str]]:
     return long, shorts, problems
 
 
-def missed_fact_record(item: dict) -> dict | None:
-    """The missed-fact record of an open question (see the module docstring), or None: when the item is no open
-    question, when no located fact holds a gold answer, or when passage 1's first sentence holds one."""
-    t = trajectory_of(item)
+def missed_fact_record(item: dict, t: Trajectory) -> dict | None:
+    """The missed-fact record of an open question whose trajectory is `t` (see the module docstring), or None: when
+    the item is no open question, when no located fact holds a gold answer, or when passage 1's first sentence
+    holds one."""
     golds = [a for a in item.get("answers") or [] if isinstance(a, str) and a.strip()]
     if item.get("task_type") not in OPEN_QUESTIONS or not golds or not t.passages:
         return None
@@ -70,19 +71,24 @@ def combine(rows: list[tuple[int, dict]], missed_facts: bool = False
             ) -> tuple[list[dict], list[dict], list[dict], dict[str, list[str]]]:
     """(usable items, long records, short records, rejected ids by reason), in id order. Items whose trajectory
     would not validate (e.g. an answer holding a format tag) are rejected as `invalid_trajectory`. With
-    `missed_facts`, each kept item's missed-fact record (if any) follows its long record."""
+    `missed_facts`, each kept item's missed-fact record (if any) follows its long record; one that would not validate
+    is left out and its item id listed as `invalid_missed_fact`."""
     items, rejected = check_items(rows, needs=("queries", "ctxs"))
     kept, longs, shorts = [], [], []
     for item in sorted(items, key=lambda x: x["id"]):
-        long, short, problems = records_of(item)
+        t = trajectory_of(item)
+        long, short, problems = records_of(item, t)
         if problems:
             rejected.setdefault("invalid_trajectory", []).append(item["id"])
             continue
         kept.append(item)
         longs.append(long)
         shorts += short
-        if missed_facts and (missed := missed_fact_record(item)) and not validate_short(missed):
-            longs.append(missed)
+        if missed_facts and (missed := missed_fact_record(item, t)):
+            if validate_short(missed):
+                rejected.setdefault("invalid_missed_fact", []).append(item["id"])
+            else:
+                longs.append(missed)
     return kept, longs, shorts, rejected
 
 

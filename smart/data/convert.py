@@ -98,9 +98,9 @@ def _answers(row: dict) -> list[str]:
     return [a.strip() for a in values if isinstance(a, str) and a.strip()]
 
 
-def in_text(phrase: str, text: str) -> bool:
-    """Whether `phrase` occurs in `text` as whole words, ignoring case."""
-    return re.search(rf"(?<!\w){re.escape(phrase.strip())}(?!\w)", text, re.I) is not None
+def phrase_match(phrase: str, text: str) -> re.Match | None:
+    """The first occurrence of `phrase` (as given) in `text` as whole words, ignoring case; None when absent."""
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text, re.I)
 
 
 def _qa(row: dict) -> tuple[str, str, str, list[str]]:
@@ -112,7 +112,7 @@ def _qa(row: dict) -> tuple[str, str, str, list[str]]:
         raise Rejected("missing_question")
     if not answers:
         raise Rejected("empty_answer")
-    answers = [a for a in answers if not in_text(a, question)] or answers
+    answers = [a for a in answers if not phrase_match(a.strip(), question)] or answers
     return question, "", answers[0], answers
 
 

@@ -13,7 +13,8 @@ import asyncio
 import difflib
 import re
 
-from smart.data.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request
+from smart.data.convert import (FACT_VERIFICATION, MULTIPLE_CHOICE, check_items, content_words, item_request,
+                                phrase_match)
 from smart.data.intent import fallback_query, latin_share
 from smart.data.teacher import RunSummary, run_resumable
 from smart.io import read_records
@@ -192,8 +193,7 @@ def _verbatim_answer(item: dict, fact: str) -> str | None:
     if item.get("task_type") in (FACT_VERIFICATION, MULTIPLE_CHOICE):
         return None
     for answer in item.get("answers") or []:
-        m = re.search(rf"(?<!\w){re.escape(normalize_space(answer))}(?!\w)", fact, flags=re.I)
-        if m:
+        if m := phrase_match(normalize_space(answer), fact):
             return m.group(0)
     return None
 
