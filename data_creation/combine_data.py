@@ -29,9 +29,13 @@ def main(argv: list[str] | None = None) -> None:
                    help="add to the long output, per open question answered beyond passage 1's first sentence, a "
                         "missed-fact record: the chain with that first sentence located alone in the prompt, the "
                         "answer as the target (type generator_after_chain)")
+    p.add_argument("--restate_request", action="store_true",
+                   help="end every retrieval block with the request restated (`Request: ...`), so that the Fact "
+                        "Locator and the Response Generator read it close by; a model trained on it gets it at "
+                        "inference too (the quickstart's default, RESTATE_REQUEST=1)")
     args = p.parse_args(argv)
     with cli_errors():
-        items, longs, shorts, rejected = combine(read_records(args.input_file), args.missed_facts)
+        items, longs, shorts, rejected = combine(read_records(args.input_file), args.missed_facts, args.restate_request)
         write_records(args.long_output, longs)
         write_records(args.short_output, shorts)
         stats = trajectory_stats(items, longs + shorts, load_tokenizer(args.tokenizer))

@@ -10,7 +10,7 @@
 # (openai|hf|vllm|answer), MODEL, CONCURRENCY, MAX_QUERIES, N_DOCS, N (sample size), PASSAGES, EMBEDDINGS, ENCODER,
 # TOKENIZER (length stats), ANSWER_TEACHER (openai|hf|vllm: a model writes the open questions' answers,
 # data_creation/write_answers.py; unset: the gold answers), ANSWER_MODEL (default embedded), ANSWER_CONCURRENCY,
-# MISSED_FACTS (1: combine_data.py --missed_facts).
+# MISSED_FACTS (1: combine_data.py --missed_facts), RESTATE_REQUEST (1: combine_data.py --restate_request).
 set -euo pipefail
 if [ $# -lt 3 ]; then
   echo "usage: $0 INPUT_FILE DATASET_NAME OUTPUT_DIR" >&2
@@ -42,5 +42,5 @@ if [ -n "${ANSWER_TEACHER:-}" ]; then  # optional: a chat model writes the open 
 fi
 $PY data_creation/combine_data.py --input_file "$LOCATED" --long_output "$OUT/${NAME}_long.jsonl" \
   --short_output "$OUT/${NAME}_short.jsonl" --stats_output "$OUT/${NAME}_stats.json" --tokenizer "${TOKENIZER:-none}" \
-  $([ "${MISSED_FACTS:-0}" = 1 ] && echo --missed_facts)
+  $([ "${MISSED_FACTS:-0}" = 1 ] && echo --missed_facts) $([ "${RESTATE_REQUEST:-0}" = 1 ] && echo --restate_request)
 $PY data_creation/validate_data.py "$OUT/${NAME}_long.jsonl" "$OUT/${NAME}_short.jsonl"

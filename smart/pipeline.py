@@ -157,6 +157,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
         model_answers = env("MODEL_ANSWERS", "1") == "1"  # the backbone writes the open answers (smart/data/answer.py)
         answers = {"ANSWER_TEACHER": "hf" if backend == "hf" else "vllm", "ANSWER_MODEL": llm} if model_answers else {}
         missed_facts = env("MISSED_FACTS", "0")  # 1: missed-fact records in the long file (smart/data/combine.py)
+        restate = env("RESTATE_REQUEST", "1")  # 1: retrieval blocks end with the request restated (smart/trajectory.py)
         demo = data / f"real_{n_train}_{n_dev}_{mix.replace('=', '').replace(',', '_')}"
         dev_files = [str(demo / "dev" / f"{task}.jsonl") for task in DEV_TASKS]
         trajectories = demo / "trajectories"
@@ -172,13 +173,15 @@ def demo_setup(run: Path, data: Path) -> Setup:
                                   str(trajectories)], [Path(train_short), Path(train_long)],
                   ["retrieve_dev"],  # after the dev files too: training and evaluation wait for this last data stage
                   {"TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": f"{embeddings}/*", "PYTHON": PY,
-                   "TOKENIZER": llm, "N_DOCS": "3", "MISSED_FACTS": missed_facts, **answers}),
+                   "TOKENIZER": llm, "N_DOCS": "3", "MISSED_FACTS": missed_facts,
+                   "RESTATE_REQUEST": restate, **answers}),
         ]
         open_answers = ("the backbone's (from the located facts, else the passages) where they hold the gold answer, "
                         "else the gold" if model_answers else "the gold answers")
         settings |= {"demo data": f"real questions through create_data.sh, answer-guided teacher ({demo})",
                      "training mix": mix, "open answers": open_answers,
-                     "missed-fact records": "yes" if missed_facts == "1" else "no"}
+                     "missed-fact records": "yes" if missed_facts == "1" else "no",
+                     "request restated after the passages": "yes" if restate == "1" else "no"}
     settings |= {"STAGE1_EPOCHS": epochs1, "STAGE2_EPOCHS": epochs2, "MAX_STEPS": max_steps,
                  "training precision": precision, "baselines' dtype": eval_dtype, "backend": backend,
                  "special tokens": "added" if special_tokens == "1" else "plain-text markers",

@@ -3,9 +3,14 @@
 See README "Trajectory format". Canonical text (one long trajectory):
 
     <|Reconstructor|>:\nSearch(q1\n q2)</eor>\n\n
-    <retrieval>[1] Title\ntext\n[2] Title\ntext</retrieval>\n\n
+    <retrieval>[1] Title\ntext\n[2] Title\ntext[\nRequest: request]</retrieval>\n\n
     <|Locator|>:\n[Relevant]: [1] Title\n fact\n[Irrelevant]: [2] Lacking Supporting Facts</eol>\n\n
     <|Generator|>:\nanswer\n[Cite]: [1]</eog>
+
+The optional `Request:` line (data made with `combine_data.py --restate_request`, the demo's default) restates an
+open question at the end of the retrieval block, the system's insertion: the Fact Locator and the Response Generator
+then read the question a few tokens back, not a few hundred (before the passages). It is masked in training like the
+passages; a model trained on it records `restated_request` and gets it at inference.
 
 Parsing never raises on model output: it returns what it could read plus a list of problems.
 """
@@ -21,6 +26,7 @@ SPECIAL_TOKENS = [EOI, EOR, RETRIEVAL_OPEN, RETRIEVAL_CLOSE, EOL, RELEVANT, IRRE
 
 RECONSTRUCTOR, LOCATOR, GENERATOR = "<|Reconstructor|>:\n", "<|Locator|>:\n", "<|Generator|>:\n"
 NO_FACTS = "Lacking Supporting Facts"
+REQUEST_HEAD = "\nRequest: "  # the restated request's line at the end of a retrieval block
 STOP_STRINGS = {"intent": EOR, "locator": EOL, "generator": EOG}
 
 # Record types of a trajectory file (the `type` field).
@@ -74,6 +80,7 @@ class Trajectory:
     facts: list[Fact] = field(default_factory=list)
     answer: str = ""
     citations: list[int] = field(default_factory=list)
+    request: str = ""  # restated at the end of the retrieval block ("" = not restated; see the module docstring)
 
     @property
     def relevant(self) -> list[Fact]:
@@ -120,8 +127,16 @@ def render_passages(passages: list[Passage]) -> str:
     return "\n".join(f"[{i}] {p.title}\n{p.text}" for i, p in enumerate(passages, start=1))
 
 
-def render_retrieval(passages: list[Passage]) -> str:
-    return RETRIEVAL_OPEN + render_passages(passages) + RETRIEVAL_CLOSE
+def restated_request(instruction: str, input: str = "") -> str:
+    """What the retrieval block restates of a request: an open question, i.e. a request without an input, its
+    whitespace collapsed (anything from `</eoi>` on left out); "" for a request with an input (a claim, a question
+    with its choices), which restated measured 9-12 points worse on multiple choice (docs/experiments.md)."""
+    return "" if input.split(EOI)[0].strip() else normalize_space(instruction.split(EOI)[0])
+
+
+def render_retrieval(passages: list[Passage], request: str = "") -> str:
+    """The retrieval block: the numbered passages, then the restated `request` when given."""
+    return RETRIEVAL_OPEN + render_passages(passages) + (REQUEST_HEAD + request if request else "") + RETRIEVAL_CLOSE
 
 
 def render_locator(facts: list[Fact]) -> str:
@@ -157,7 +172,7 @@ def render_long(t: Trajectory, agents: Agents = FULL) -> str:
     """
     out = RECONSTRUCTOR + render_intent(t.queries) + "\n\n" if agents.intent else ""
     if t.passages and agents.retrieval:
-        out += render_retrieval(t.passages) + "\n\n"
+        out += render_retrieval(t.passages, t.request) + "\n\n"
         if agents.locator:
             out += LOCATOR + render_locator(t.facts) + "\n\n"
     return out + GENERATOR + render_answer(t.answer, t.citations if agents.retrieval else [])
@@ -186,8 +201,8 @@ def short_trajectories(instruction: str, input: str, t: Trajectory) -> list[dict
     """Stage-1 records (type, instruction, input, output): one agent's step each, earlier steps in the prompt."""
     records = [_step_record(INTENT, instruction, input, RECONSTRUCTOR, render_intent(t.queries))]
     if t.passages:
-        records.append(_step_record(LOCATOR_TYPE, instruction, input, render_retrieval(t.passages) + "\n\n" + LOCATOR,
-                                    render_locator(t.facts)))
+        context = render_retrieval(t.passages, t.request) + "\n\n" + LOCATOR
+        records.append(_step_record(LOCATOR_TYPE, instruction, input, context, render_locator(t.facts)))
     if t.relevant:
         context = LOCATOR + render_locator(t.facts) + "\n\n" + GENERATOR
         records.append(_step_record(GENERATOR_TYPE, instruction, input, context, render_answer(t.answer, t.citations)))
@@ -240,8 +255,15 @@ def parse_intent(text: str) -> tuple[list[str], list[str]]:
     return queries, problems
 
 
+def split_retrieval(text: str) -> tuple[str, str]:
+    """The inside of a retrieval block cut into (its passages, its restated request or "")."""
+    passages, _, request = text.partition(REQUEST_HEAD)
+    return passages, request.strip()
+
+
 def parse_retrieval(text: str) -> list[Passage]:
-    """Passages from the inside of a retrieval block (`[i] Title\\ntext` entries)."""
+    """Passages from the inside of a retrieval block (`[i] Title\\ntext` entries; a restated request is no passage)."""
+    text = split_retrieval(text)[0]
     heads = list(_PASSAGE_HEAD.finditer(text))
     passages = []
     for h, nxt in zip(heads, heads[1:] + [None]):
@@ -327,7 +349,8 @@ def parse_long(text: str) -> tuple[Trajectory, list[str]]:
         if r1 < 0:
             problems.append(f"missing {RETRIEVAL_CLOSE}")
             r1 = loc.start() if loc else (gen.start() if gen else len(text))
-        t.passages = parse_retrieval(text[r0 + len(open_tag):r1].strip("\n"))
+        block = text[r0 + len(open_tag):r1].strip("\n")
+        t.passages, t.request = parse_retrieval(block), split_retrieval(block)[1]
     if loc is not None:
         t.facts, p = parse_locator(text[loc.start():gen.start() if gen else len(text)], len(t.passages) or None)
         problems += p

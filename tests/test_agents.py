@@ -103,6 +103,23 @@ def test_a_chat_prompt_model_gets_the_request_in_its_chat_turn_at_every_stage(ex
     assert all(row["fallbacks"] == [] and row["answer"] == "the answer" for row in rows)
 
 
+def test_a_model_trained_on_restated_requests_reads_the_request_after_the_passages(examples):
+    """backend.restated_request: the locator's and the generator's prompts hold the request restated at the end of
+    the retrieval block, and the row's trajectory reads back with it; without it (the default), no stage has it."""
+    backend = ScriptedBackend({ex.question: good(ex.question) for ex in examples})
+    backend.restated_request = True
+    rows = agents.run("smart", backend, examples, agents.static_retrieval, agents.Limits())
+    for stage, prompts in backend.calls[1:]:
+        for ex, prompt in zip(examples, prompts):
+            assert f"\nRequest: {tj.restated_request(ex.instruction, ex.input)}{tj.RETRIEVAL_CLOSE}\n\n" in prompt
+    for ex, row in zip(examples, rows):
+        t, problems = tj.parse_long(row["trajectory"])
+        assert problems == [] and t.request == ex.question and len(t.passages) == 3
+    plain = ScriptedBackend({ex.question: good(ex.question) for ex in examples})
+    agents.run("smart", plain, examples, agents.static_retrieval, agents.Limits())
+    assert not any(tj.REQUEST_HEAD in p for _, prompts in plain.calls for p in prompts)
+
+
 def test_smart_malformed_outputs_take_counted_fallbacks(examples):
     q0, q1, q2 = (ex.question for ex in examples)
     script = {

@@ -231,6 +231,30 @@ def test_missed_fact_records_put_passage_1s_first_sentence_as_the_located_fact()
     assert not [r for r in combine(first_holds_it, missed_facts=True)[1] if r["type"] == T.GENERATOR_AFTER_CHAIN]
 
 
+def test_restate_request_ends_every_retrieval_block_with_the_items_request():
+    plain = combine(located_items(), missed_facts=True)
+    items, longs, shorts, rejected = combine(located_items(), missed_facts=True, restate_request=True)
+    assert [i["id"] for i in items] == [i["id"] for i in plain[0]] and rejected == plain[3]
+    restated = {"c1": "Where does the Nile flow?", "c2": "", "c3": "Say hi."}  # c2: a question with choices
+    for item in items:
+        long = next(r for r in longs if r["id"] == item["id"])
+        assert T.parse_long(long["output"])[0].request == restated[item["id"]]
+        locator = next(r for r in shorts if r["id"] == f"{item['id']}_locator")
+        locator_prompt = T.format_prompt(locator["instruction"], locator["input"])
+        if restated[item["id"]]:
+            assert f"{T.REQUEST_HEAD}{restated[item['id']]}{T.RETRIEVAL_CLOSE}" in long["output"]
+            assert f"{T.REQUEST_HEAD}{restated[item['id']]}{T.RETRIEVAL_CLOSE}" in locator_prompt
+        else:
+            assert T.REQUEST_HEAD not in long["output"] + locator_prompt
+    assert all(T.validate_record(r) == [] for r in longs + shorts)
+    missed = next(r for r in longs if r["type"] == T.GENERATOR_AFTER_CHAIN)
+    assert T.REQUEST_HEAD in T.format_prompt(missed["instruction"], missed["input"])
+    # apart from the restated requests, the records are those made without
+    restated = re.compile(re.escape(T.REQUEST_HEAD) + ".*?(?=" + re.escape(T.RETRIEVAL_CLOSE) + ")", re.S)
+    assert [{k: restated.sub("", v) if isinstance(v, str) else v for k, v in r.items()} for r in longs + shorts] \
+        == plain[1] + plain[2]
+
+
 def test_a_missed_fact_record_that_fails_validation_is_counted_not_dropped(monkeypatch):
     import smart.data.combine as combine_module
 

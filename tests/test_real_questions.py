@@ -250,13 +250,15 @@ def test_create_data_over_real_questions_end_to_end(tmp_path, real_corpus, embed
     write_jsonl(tmp_path / "train.jsonl", rows)
     env = {**os.environ, "TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": embeddings,
            "PYTHON": sys.executable, "TOKENIZER": str(embedded_llm_dir), "ANSWER_TEACHER": "hf",
-           "ANSWER_MODEL": str(embedded_llm_dir)}
+           "ANSWER_MODEL": str(embedded_llm_dir), "RESTATE_REQUEST": "1"}
     done = subprocess.run(["bash", str(REPO / "data_creation" / "create_data.sh"), str(tmp_path / "train.jsonl"), "real",
                            str(tmp_path / "out")], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     longs = [json.loads(x) for x in (tmp_path / "out" / "real_long.jsonl").read_text().splitlines()]
     shorts = [json.loads(x) for x in (tmp_path / "out" / "real_short.jsonl").read_text().splitlines()]
     assert len(longs) == len(rows) and all(T.validate_record(r) == [] for r in longs + shorts)
+    # RESTATE_REQUEST=1: the open questions restated, no claim or multiple-choice request
+    assert all(bool(T.parse_long(r["output"])[0].request) is (not r["input"]) for r in longs)
     located = {r["id"]: r for r in map(json.loads, (tmp_path / "out" / "work" / "answered.jsonl").read_text().splitlines())}
     assert {r["task_type"] for r in located.values()} == {OPEN_QA, FACT_VERIFICATION, MULTIPLE_CHOICE}
     with_facts = [r for r in located.values() if any(c["relevant"] for c in r["ctxs"])]

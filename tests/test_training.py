@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -373,6 +374,39 @@ def test_chat_prompt_training_is_recorded_through_the_merge_and_read_by_the_back
     training.merge_lora(str(tmp_path / "mergedTrue"), str(out), str(tmp_path / "stage2_merged"))
     with load_backend("hf", str(tmp_path / "stage2_merged")) as backend:
         assert backend.chat_prompt is False
+
+
+@pytest.mark.usefixtures("fresh_accelerate_state")
+def test_restated_request_training_is_masked_recorded_and_read_by_the_backend(tmp_path, tiny_llama_dir):
+    """Training data whose retrieval blocks restate the request: the restatement is masked like the passages, the
+    adapter record and the merged config.json say `restated_request`, and a backend loading either restates it."""
+    from transformers import AutoTokenizer
+
+    from smart.inference.backends import load_backend
+
+    t = T.Trajectory(["hamlet author"], [T.Passage("Hamlet", "Hamlet is a tragedy by William Shakespeare.")],
+                     [T.Fact(1, True, "Hamlet", "Hamlet is a tragedy by William Shakespeare.")], "William Shakespeare",
+                     [1], request="Who wrote Hamlet?")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    enc = training.encode(training.Example("1", T.format_prompt("Who wrote Hamlet?"), T.render_long(t)), tokenizer, 512)
+    supervised = supervised_text(tokenizer, enc)
+    assert "Request" not in supervised and "Who wrote" not in supervised
+    assert supervised.count("tragedy") == 1 and "Generator" in supervised  # the fact is learned, the passage not
+    for restated in (True, False):
+        rows = [{"id": str(i), "instruction": "Who wrote Hamlet?" + T.EOI + "\n\n", "input": "",
+                 "output": T.render_long(replace(t, request=t.request if restated else ""))} for i in range(2)]
+        path = write_jsonl(tmp_path / f"long{restated}.jsonl", rows)
+        assert training.restates_request(training.load_examples(path)) is restated
+        out = training.train(train_args(tiny_llama_dir, path, tmp_path / f"out{restated}", use_lora=True, lora_rank=4,
+                                        max_train_steps=1))
+        assert training.read_adapter_record(out)["restated_request"] is restated
+        merged = tmp_path / f"merged{restated}"
+        training.merge_lora(str(tiny_llama_dir), str(out), str(merged))
+        assert json.loads((merged / "config.json").read_text())["restated_request"] is restated
+        with load_backend("hf", str(merged)) as backend:
+            assert backend.restated_request is restated
+        with load_backend("hf", str(tiny_llama_dir), lora_path=str(out)) as backend:
+            assert backend.restated_request is restated
 
 
 def lora_losses(model_dir: Path, cast_inputs: bool, steps: int = 6

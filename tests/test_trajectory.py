@@ -105,6 +105,25 @@ def test_generator_after_chain_is_the_long_trajectory_cut_before_the_answer():
     assert "fact [N] is not a verbatim span of its passage" in {T.problem_kind(p) for p in T.validate_record(bad_fact)}
 
 
+def test_a_restated_request_ends_the_retrieval_block_and_is_no_passage():
+    assert T.restated_request("Who wrote  Hamlet?" + T.EOI + "\n\n<|Locator|>:\n") == "Who wrote Hamlet?"
+    assert T.restated_request("Is it true?", "Granite is a rock." + T.EOI + "\n\n") == ""  # only open questions
+    assert T.restated_request("Choose.", "Fog is made of\nA: water.\nB: heat.") == ""
+    t, _ = T.parse_long(VALID[0]["output"])
+    t.request = "Which city did the eruption bury?"
+    text = T.render_long(t)
+    assert f"\nRequest: {t.request}{T.RETRIEVAL_CLOSE}\n\n{T.LOCATOR}" in text
+    parsed, problems = T.parse_long(text)
+    assert problems == [] and T.validate_long(text) == [] and parsed.request == t.request
+    assert [p.text for p in parsed.passages] == [p.text for p in t.passages]  # the last passage ends before it
+    assert T.render_long(parsed) == text and T.render_long(T.parse_long(VALID[0]["output"])[0]) == VALID[0]["output"]
+    locator = T.short_trajectories(VALID[0]["instruction"], VALID[0]["input"], t)[1]
+    assert T.format_prompt(locator["instruction"], locator["input"]).endswith(
+        f"\nRequest: {t.request}{T.RETRIEVAL_CLOSE}\n\n{T.LOCATOR}") and T.validate_short(locator) == []
+    ablated = T.ablate_record({"id": "x", "instruction": "q" + T.EOI + "\n\n", "output": text}, "no_intent")
+    assert T.parse_long(ablated["output"])[0].request == t.request and T.validate_record(ablated) == []
+
+
 def test_authors_shaped_long_quirks_parse():
     quirky_locator, no_space_fact = load("authors_shape_long.json")
     t, problems = T.parse_long(quirky_locator["output"])  # `<|Locator|>` without colon, all irrelevant, no [Cite]

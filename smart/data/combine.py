@@ -19,19 +19,22 @@ from smart.data.convert import OPEN_QUESTIONS, check_items
 from smart.data.locator import sentences
 from smart.evaluation.metrics import match
 from smart.trajectory import (LONG, Fact, Passage, Trajectory, format_prompt, generator_after_chain, normalize_space,
-                              render_long, request_text, short_trajectories, validate_long, validate_short)
+                              render_long, request_text, restated_request, short_trajectories, validate_long,
+                              validate_short)
 
 
-def trajectory_of(item: dict) -> Trajectory:
-    """The trajectory of a located item: its queries, passages, per-passage verdicts, answer and citations."""
+def trajectory_of(item: dict, restate_request: bool = False) -> Trajectory:
+    """The trajectory of a located item: its queries, passages, per-passage verdicts, answer and citations; with
+    `restate_request`, its request restated at the end of the retrieval block (`trajectory.restated_request`)."""
     passages = [Passage.from_ctx(ctx) for ctx in item.get("ctxs") or []]
     facts = []
     for i, (ctx, passage) in enumerate(zip(item.get("ctxs") or [], passages), start=1):
         fact = normalize_space(ctx.get("fact") or "")
         facts.append(Fact(i, True, passage.title, fact) if ctx.get("relevant") and fact else Fact(i, False))
     queries = [normalize_space(q) for q in item["queries"] if normalize_space(q)]
+    request = restated_request(item.get("instruction") or "", item.get("input") or "") if restate_request else ""
     return Trajectory(queries=queries, passages=passages, facts=facts, answer=item["output"].strip(),
-                      citations=[f.index for f in facts if f.relevant])
+                      citations=[f.index for f in facts if f.relevant], request=request)
 
 
 def records_of(item: dict, t: Trajectory | None = None) -> tuple[dict, list[dict], list[str]]:
@@ -59,7 +62,7 @@ def missed_fact_record(item: dict, t: Trajectory) -> dict | None:
     first = next(iter(sentences(t.passages[0].text)), "")
     if not first or match(first, golds) or not any(match(f.text, golds) for f in t.relevant):
         return None
-    missed = Trajectory(queries=t.queries, passages=t.passages, answer=t.answer,
+    missed = Trajectory(queries=t.queries, passages=t.passages, answer=t.answer, request=t.request,
                         facts=[Fact(1, True, t.passages[0].title, first)] + [Fact(i, False) for i in
                                                                               range(2, len(t.passages) + 1)])
     instruction, input = request_text(item.get("instruction") or "", item.get("input") or "")
@@ -67,16 +70,17 @@ def missed_fact_record(item: dict, t: Trajectory) -> dict | None:
             **generator_after_chain(instruction, input, missed)}
 
 
-def combine(rows: list[tuple[int, dict]], missed_facts: bool = False
+def combine(rows: list[tuple[int, dict]], missed_facts: bool = False, restate_request: bool = False
             ) -> tuple[list[dict], list[dict], list[dict], dict[str, list[str]]]:
     """(usable items, long records, short records, rejected ids by reason), in id order. Items whose trajectory
     would not validate (e.g. an answer holding a format tag) are rejected as `invalid_trajectory`. With
+    `restate_request`, every retrieval block ends with the item's request restated (`trajectory_of`). With
     `missed_facts`, each kept item's missed-fact record (if any) follows its long record; one that would not validate
     is left out and its item id listed as `invalid_missed_fact`."""
     items, rejected = check_items(rows, needs=("queries", "ctxs"))
     kept, longs, shorts = [], [], []
     for item in sorted(items, key=lambda x: x["id"]):
-        t = trajectory_of(item)
+        t = trajectory_of(item, restate_request)
         long, short, problems = records_of(item, t)
         if problems:
             rejected.setdefault("invalid_trajectory", []).append(item["id"])

@@ -3,7 +3,8 @@
 SMART (`run_smart`, one trained model plays every agent, raw-text prompts in the trajectory format):
   1. Intent Reconstructor: `format_prompt(instruction, input) + "<|Reconstructor|>:\\n"`, stop at `</eor>`;
      the system parses the queries (`trajectory.parse_intent`).
-  2. Knowledge Retriever (the system): passages for the queries, inserted as `<retrieval>...</retrieval>\\n\\n`.
+  2. Knowledge Retriever (the system): passages for the queries, inserted as `<retrieval>...</retrieval>\\n\\n`,
+     ending with the request restated (`\\nRequest: ...`) for a model trained so (`backend.restated_request`).
      Static retrieval (the paper's protocol) gives the item's own top `ndocs` passages whatever the queries are
      (they were retrieved beforehand for the question); live retrieval gives the top `ndocs` of each query,
      merged by rank without duplicates (`Retriever.search_merged`), numbered 1..n in one block.
@@ -119,7 +120,8 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
               agents: tj.Agents = tj.FULL, method: str = "smart") -> list[dict]:
     """The trained model as all four agents (see the module docstring), or with the agents that `agents` skips
     left out of the chain, as `trajectory.render_long` writes the ablated trajectories. A model trained with
-    `--chat_prompt` (`backend.chat_prompt`) gets the request in its chat template's user turn, as in training."""
+    `--chat_prompt` (`backend.chat_prompt`) gets the request in its chat template's user turn, and one trained on
+    restated requests (`backend.restated_request`) gets the request restated after the passages, as in training."""
     prompts = [tj.format_prompt(ex.instruction, ex.input) for ex in examples]
     if backend.chat_prompt:
         prompts = [tj.chat_prompt(backend.tokenizer, p) for p in prompts]
@@ -134,9 +136,10 @@ def run_smart(backend: Backend, examples: list[Example], retrieve: Retrieve, lim
 
     hits = retrieve(examples, query_lists) if agents.retrieval else [[] for _ in examples]
     contexts = []
-    for head, row, item in zip(heads, rows, hits):
+    for ex, head, row, item in zip(examples, heads, rows, hits):
         row["passages"] = [{"id": h["id"], "title": h["title"]} for h in item]
-        contexts.append(head + (tj.render_retrieval(_passages(item)) + "\n\n" if item else ""))
+        request = tj.restated_request(ex.instruction, ex.input) if backend.restated_request else ""
+        contexts.append(head + (tj.render_retrieval(_passages(item), request) + "\n\n" if item else ""))
     generator_contexts = [c + tj.GENERATOR for c in contexts]  # no passages or no locator: straight to the answer
     located = [i for i, item in enumerate(hits) if item] if agents.locator else []
     locators = generate([contexts[i] + tj.LOCATOR for i in located], limits.locator, stop=[tj.EOL])

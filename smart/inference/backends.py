@@ -95,6 +95,7 @@ class Backend:
         self.stats: dict[str, float] = {"prompts": 0, "generated_tokens": 0, "seconds": 0.0, "truncated_prompts": 0}
         self.tokenizer: Any = None
         self.chat_prompt = False  # trained on chat-rendered trajectory prompts (trajectory.chat_prompt); see load_backend
+        self.restated_request = False  # trained on retrieval blocks that restate the request (trajectory.REQUEST_HEAD)
 
     def generate(self, prompts: list[str], max_new_tokens: int, stop: list[str] | None = None,
                  add_special_tokens: bool = True) -> list[str]:
@@ -425,4 +426,5 @@ def load_backend(kind: str, model: str, **options: Any) -> Backend:
     cls = VLLMBackend if kind == "vllm" else HFBackend
     backend = cls(base, lora_path=lora_path, **options)
     backend.chat_prompt = bool(recorded(base, lora_path, "chat_prompt"))
+    backend.restated_request = bool(recorded(base, lora_path, "restated_request"))
     return backend

@@ -81,6 +81,12 @@ def check_retrieval_tags(text: str) -> str | None:
     return None
 
 
+def restates_request(examples: list[Example]) -> bool:
+    """Whether the examples' retrieval blocks end with the request restated (`trajectory.REQUEST_HEAD`)."""
+    return any(trajectory.REQUEST_HEAD in text[a:b] for e in examples for text in (e.prompt, e.target)
+               for a, b in retrieval_spans(text))
+
+
 def load_examples(path: str | os.PathLike, max_samples: int | None = None) -> list[Example]:
     """Read a trajectory file (JSONL or JSON list of {id?, dataset_name?, type?, instruction, input, output}).
 
@@ -381,12 +387,14 @@ def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, 
     return {k: cast[v.data_ptr(), v.shape] if v.is_floating_point() else v for k, v in state.items()}
 
 
-RECORDED_CONFIG = ("dtype", "chat_prompt")  # what a full or merged model's config.json records of its training
+# what a full or merged model's config.json records of its training
+RECORDED_CONFIG = ("dtype", "chat_prompt", "restated_request")
 
 
 def record_config(model_dir: Path, fields: dict) -> None:
     """Set `fields` in a saved model's config.json (the training `dtype`: save_pretrained writes the parameters'
-    own; `chat_prompt`: the model was trained on chat-rendered prompts)."""
+    own; `chat_prompt`: the model was trained on chat-rendered prompts; `restated_request`: on retrieval blocks that
+    end with the request restated, see `restates_request`)."""
     path = model_dir / "config.json"
     write_json(path, {**json.loads(path.read_text()), **fields})
 
@@ -432,9 +440,10 @@ def train(args: TrainArgs) -> Path:
     if not features:
         raise InputError(f"{args.train_file}: no example has a supervised token within --max_seq_length {args.max_seq_length}")
     log.info("%d examples, %d dropped (no supervised token within %d tokens)", len(features), dropped, args.max_seq_length)
-    # chat_prompt always written: a model trained on a chat-prompt base without it must not inherit the base's
+    # chat_prompt and restated_request always written: a model trained on a base that had them, without them, must
+    # not inherit the base's
     record = {"dtype": trained_dtype, "embedding_rows": model.get_input_embeddings().num_embeddings,
-              "chat_prompt": args.chat_prompt}
+              "chat_prompt": args.chat_prompt, "restated_request": restates_request(examples)}
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if args.use_lora:
@@ -593,7 +602,7 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     tmp = Path(str(target_model_path).rstrip("/") + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    record_config(tmp, {"chat_prompt": bool(record.get("chat_prompt"))})
+    record_config(tmp, {key: bool(record.get(key)) for key in ("chat_prompt", "restated_request")})
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target_model_path, ignore_errors=True)
     tmp.rename(target_model_path)
