@@ -10,6 +10,8 @@
 #                    step); 0: the gold answers
 #   MISSED_FACTS     0 (default) or 1: the long file gains missed-fact records (the generator answers from the
 #                    passages after a wrong located fact; combine_data.py --missed_facts)
+#   RESTATE_REQUEST  0 (default: the paper's format) or 1: an open question's retrieval block ends with the question
+#                    restated (combine_data.py --restate_request)
 #   DEMO_DATA        real (default) or templates (the template builder's items and dev sets; SPAN_FACTS applies)
 #   STAGE1_EPOCHS, STAGE2_EPOCHS (default 1 each; the paper: 2), MAX_STEPS (0 = no cap)
 #   TOTAL_BATCH_SIZE (stage 1, default 4), STAGE2_BATCH_SIZE (default 2), LEARNING_RATE (default 1e-3,

@@ -157,7 +157,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
         model_answers = env("MODEL_ANSWERS", "1") == "1"  # the backbone writes the open answers (smart/data/answer.py)
         answers = {"ANSWER_TEACHER": "hf" if backend == "hf" else "vllm", "ANSWER_MODEL": llm} if model_answers else {}
         missed_facts = env("MISSED_FACTS", "0")  # 1: missed-fact records in the long file (smart/data/combine.py)
-        restate = env("RESTATE_REQUEST", "1")  # 1: retrieval blocks end with the request restated (smart/trajectory.py)
+        restate = env("RESTATE_REQUEST", "0")  # 1: open questions restated after the passages (smart/trajectory.py)
         demo = data / f"real_{n_train}_{n_dev}_{mix.replace('=', '').replace(',', '_')}"
         dev_files = [str(demo / "dev" / f"{task}.jsonl") for task in DEV_TASKS]
         trajectories = demo / "trajectories"

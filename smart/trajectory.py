@@ -7,7 +7,7 @@ See README "Trajectory format". Canonical text (one long trajectory):
     <|Locator|>:\n[Relevant]: [1] Title\n fact\n[Irrelevant]: [2] Lacking Supporting Facts</eol>\n\n
     <|Generator|>:\nanswer\n[Cite]: [1]</eog>
 
-The optional `Request:` line (data made with `combine_data.py --restate_request`, the demo's default) restates an
+The optional `Request:` line (data made with `combine_data.py --restate_request`; off by default) restates an
 open question at the end of the retrieval block, the system's insertion: the Fact Locator and the Response Generator
 then read the question a few tokens back, not a few hundred (before the passages). It is masked in training like the
 passages; a model trained on it records `restated_request` and gets it at inference.

@@ -88,12 +88,12 @@ def test_demo_data_comes_from_real_questions_through_create_data(demo, tmp_path,
     assert create.cmd[:3] == ["bash", "data_creation/create_data.sh", str(stages["real_questions"].outputs[0])]
     assert create.env["TEACHER"] == "answer" and create.after == ["retrieve_dev"]
     assert create.env["ANSWER_TEACHER"] == "vllm" and create.env["ANSWER_MODEL"] == demo.base_model
-    assert create.env["MISSED_FACTS"] == "0" and create.env["RESTATE_REQUEST"] == "1"
-    assert demo.settings["request restated after the passages"] == "yes"
-    monkeypatch.setenv("RESTATE_REQUEST", "0")
-    plain = pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
-    assert {s.name: s for s in pipeline.quickstart_stages(plain)}["create_data"].env["RESTATE_REQUEST"] == "0"
-    assert plain.settings["request restated after the passages"] == "no"
+    assert create.env["MISSED_FACTS"] == "0" and create.env["RESTATE_REQUEST"] == "0"
+    assert demo.settings["request restated after the passages"] == "no"
+    monkeypatch.setenv("RESTATE_REQUEST", "1")
+    restated = pipeline.demo_setup(tmp_path / "run", tmp_path / "data")
+    assert {s.name: s for s in pipeline.quickstart_stages(restated)}["create_data"].env["RESTATE_REQUEST"] == "1"
+    assert restated.settings["request restated after the passages"] == "yes"
     monkeypatch.delenv("RESTATE_REQUEST")
     monkeypatch.setenv("MODEL_ANSWERS", "0")
     gold = {s.name: s for s in pipeline.quickstart_stages(pipeline.demo_setup(tmp_path / "run", tmp_path / "data"))}
