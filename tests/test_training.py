@@ -342,6 +342,21 @@ def test_training_precision_autocasts_and_is_recorded(tmp_path, tiny_llama_dir, 
     assert {t.dtype for t in weights.values()} == {dtype} and "lm_head.weight" not in weights  # tied: stored once
 
 
+def assert_recorded(out: Path, base: Path, train_file: Path, key: str, value: bool, **train_kw) -> None:
+    """One LoRA step on `train_file` records `key` = `value` in the adapter record and, through the merge (into
+    `out`/merged), in config.json; a backend loading either reads the same value as its attribute `key`."""
+    from smart.inference.backends import load_backend
+
+    adapter = training.train(train_args(base, train_file, out / "adapter", use_lora=True, lora_rank=4,
+                                        max_train_steps=1, **train_kw))
+    assert training.read_adapter_record(adapter)[key] is value
+    training.merge_lora(str(base), str(adapter), str(out / "merged"))
+    assert json.loads((out / "merged" / "config.json").read_text())[key] is value
+    for model, lora_path in ((out / "merged", None), (base, adapter)):
+        with load_backend("hf", str(model), lora_path=lora_path and str(lora_path)) as backend:
+            assert getattr(backend, key) is value
+
+
 @pytest.mark.usefixtures("fresh_accelerate_state")
 def test_chat_prompt_training_is_recorded_through_the_merge_and_read_by_the_backend(tmp_path, tiny_llama_dir):
     """--chat_prompt: the masked prompt is the chat-rendered request (no second BOS), the adapter record and the
@@ -358,20 +373,11 @@ def test_chat_prompt_training_is_recorded_through_the_merge_and_read_by_the_back
     assert supervised_text(tokenizer, enc) == "<|Generator|>:\nShakespeare</eog>"
     rows = write_jsonl(tmp_path / "t.jsonl", short_rows())
     for chat in (True, False):
-        out = training.train(train_args(tiny_llama_dir, rows, tmp_path / f"out{chat}", use_lora=True, lora_rank=4,
-                                        max_train_steps=1, chat_prompt=chat))
-        assert training.read_adapter_record(out)["chat_prompt"] is chat
-        merged = tmp_path / f"merged{chat}"
-        training.merge_lora(str(tiny_llama_dir), str(out), str(merged))
-        assert json.loads((merged / "config.json").read_text())["chat_prompt"] is chat
-        with load_backend("hf", str(merged)) as backend:
-            assert backend.chat_prompt is chat
-        with load_backend("hf", str(tiny_llama_dir), lora_path=str(out)) as backend:
-            assert backend.chat_prompt is chat
+        assert_recorded(tmp_path / str(chat), tiny_llama_dir, rows, "chat_prompt", chat, chat_prompt=chat)
     # stage 2 without it on a stage-1 model trained with it: the record is the new training's, not the base's
-    out = training.train(train_args(tmp_path / "mergedTrue", rows, tmp_path / "stage2", use_lora=True, lora_rank=4,
+    out = training.train(train_args(tmp_path / "True" / "merged", rows, tmp_path / "stage2", use_lora=True, lora_rank=4,
                                     max_train_steps=1))
-    training.merge_lora(str(tmp_path / "mergedTrue"), str(out), str(tmp_path / "stage2_merged"))
+    training.merge_lora(str(tmp_path / "True" / "merged"), str(out), str(tmp_path / "stage2_merged"))
     with load_backend("hf", str(tmp_path / "stage2_merged")) as backend:
         assert backend.chat_prompt is False
 
@@ -381,8 +387,6 @@ def test_restated_request_training_is_masked_recorded_and_read_by_the_backend(tm
     """Training data whose retrieval blocks restate the request: the restatement is masked like the passages, the
     adapter record and the merged config.json say `restated_request`, and a backend loading either restates it."""
     from transformers import AutoTokenizer
-
-    from smart.inference.backends import load_backend
 
     t = T.Trajectory(["hamlet author"], [T.Passage("Hamlet", "Hamlet is a tragedy by William Shakespeare.")],
                      [T.Fact(1, True, "Hamlet", "Hamlet is a tragedy by William Shakespeare.")], "William Shakespeare",
@@ -397,16 +401,7 @@ def test_restated_request_training_is_masked_recorded_and_read_by_the_backend(tm
                  "output": T.render_long(replace(t, request=t.request if restated else ""))} for i in range(2)]
         path = write_jsonl(tmp_path / f"long{restated}.jsonl", rows)
         assert training.restates_request(training.load_examples(path)) is restated
-        out = training.train(train_args(tiny_llama_dir, path, tmp_path / f"out{restated}", use_lora=True, lora_rank=4,
-                                        max_train_steps=1))
-        assert training.read_adapter_record(out)["restated_request"] is restated
-        merged = tmp_path / f"merged{restated}"
-        training.merge_lora(str(tiny_llama_dir), str(out), str(merged))
-        assert json.loads((merged / "config.json").read_text())["restated_request"] is restated
-        with load_backend("hf", str(merged)) as backend:
-            assert backend.restated_request is restated
-        with load_backend("hf", str(tiny_llama_dir), lora_path=str(out)) as backend:
-            assert backend.restated_request is restated
+        assert_recorded(tmp_path / str(restated), tiny_llama_dir, path, "restated_request", restated)
 
 
 def lora_losses(model_dir: Path, cast_inputs: bool, steps: int = 6
