@@ -30,9 +30,10 @@ def main(argv: list[str] | None = None) -> None:
                         "missed-fact record: the chain with that first sentence located alone in the prompt, the "
                         "answer as the target (type generator_after_chain)")
     p.add_argument("--restate_request", action="store_true",
-                   help="end every retrieval block with the request restated (`Request: ...`), so that the Fact "
-                        "Locator and the Response Generator read it close by; a model trained on it gets it at "
-                        "inference too (the quickstart's RESTATE_REQUEST=1)")
+                   help="end an open question's retrieval block with the question restated (`Request: ...`), so "
+                        "that the Fact Locator and the Response Generator read it close by; claims and "
+                        "multiple-choice requests are not restated; a model trained on it gets it at inference too "
+                        "(the quickstart's RESTATE_REQUEST=1)")
     args = p.parse_args(argv)
     with cli_errors():
         items, longs, shorts, rejected = combine(read_records(args.input_file), args.missed_facts, args.restate_request)
