@@ -387,8 +387,9 @@ def cast_state(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, 
     return {k: cast[v.data_ptr(), v.shape] if v.is_floating_point() else v for k, v in state.items()}
 
 
-# what a full or merged model's config.json records of its training
-RECORDED_CONFIG = ("dtype", "chat_prompt", "restated_request")
+# the prompt formats a model was trained on, and what a full or merged model's config.json records of its training
+RECORDED_FLAGS = ("chat_prompt", "restated_request")
+RECORDED_CONFIG = ("dtype", *RECORDED_FLAGS)
 
 
 def record_config(model_dir: Path, fields: dict) -> None:
@@ -602,7 +603,7 @@ def merge_lora(base_model_path: str, lora_path: str, target_model_path: str, pro
     tmp = Path(str(target_model_path).rstrip("/") + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     merged.save_pretrained(tmp, safe_serialization=True)
-    record_config(tmp, {key: bool(record.get(key)) for key in ("chat_prompt", "restated_request")})
+    record_config(tmp, {key: bool(record.get(key)) for key in RECORDED_FLAGS})
     tokenizer.save_pretrained(tmp)
     shutil.rmtree(target_model_path, ignore_errors=True)
     tmp.rename(target_model_path)
