@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -14,8 +16,8 @@ from smart import trajectory as T
 from smart.data.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_row
 from smart.data.intent import keyword_query
 from smart.data.locator import best_sentence, locate_by_answer
-from smart.data.real_questions import (DEV_TASK, SHAPES, check_row, load_real_questions, parse_mix, split,
-                                  training_sample)
+from smart.data.real_questions import (DEV_TASK, SHAPES, check_row, even_by_label, load_real_questions, parse_mix,
+                                       split, training_sample)
 from smart.evaluation.metrics import match
 from smart.io import InputError, write_jsonl
 
@@ -46,7 +48,7 @@ def test_shipped_files_load_split_and_never_share_a_question():
 
 
 def test_training_sample_follows_the_mix_and_moves_a_shortfall():
-    pool = {"open": [{"id": f"o{i}"} for i in range(100)], "claim": [{"id": f"c{i}"} for i in range(10)],
+    pool = {"open": [{"id": f"o{i}"} for i in range(100)], "claim": [{"id": f"c{i}", "answers": ["true"]} for i in range(10)],
             "choice": [{"id": f"m{i}"} for i in range(100)]}
     items = training_sample(pool, 60, parse_mix("open=2,claim=1,choice=1"))
     kinds = [r["id"][0] for r in items]
@@ -56,6 +58,20 @@ def test_training_sample_follows_the_mix_and_moves_a_shortfall():
         training_sample(pool, 500, parse_mix("open=1"))
     with pytest.raises(InputError, match="unknown shape 'dialogue'"):
         parse_mix("dialogue=1")
+
+
+def test_claims_are_drawn_evenly_by_label():
+    claims = [{"id": f"t{i}", "answers": ["true"]} for i in range(30)] + [{"id": f"f{i}", "answers": ["false"]}
+                                                                          for i in range(10)]
+    pool = {"open": [], "claim": claims, "choice": []}
+    for n, falses in ((20, 10), (10, 5), (11, 5), (36, 10)):  # a label short of rows leaves the rest to the other
+        items = training_sample(pool, n, parse_mix("claim=1"))
+        assert len(items) == n == len({r["id"] for r in items})
+        assert sum(r["answers"] == ["false"] for r in items) == falses
+    rng = random.Random(0)
+    three = [{"answers": [label]} for label, k in (("a", 1), ("b", 5), ("c", 9)) for _ in range(k)]
+    assert Counter(r["answers"][0] for r in even_by_label(rng, three, 9, True)) == {"a": 1, "b": 4, "c": 4}
+    assert len(even_by_label(rng, three, 9, False)) == 9
 
 
 @pytest.mark.parametrize("row, field", [

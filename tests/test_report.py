@@ -263,6 +263,20 @@ def test_constant_answers_give_each_label_tasks_floor():
     assert constant_answers(evaluations) == {"pubhealth": ("true", 75.0), "arc_c": ("B", 50.0)}
 
 
+def test_label_recall_is_the_mean_over_gold_labels():
+    from smart.evaluation.report import Evaluation, label_recall, label_recall_table
+
+    claims = [{"id": str(i), "golds": [g], "label": a, "score": float(g == a)}
+              for i, (g, a) in enumerate([("true", "true"), ("true", "true"), ("true", "false"), ("false", "true")])]
+    opens = [{"id": "1", "golds": ["Paris"], "score": 1.0}]
+    evaluations = [Evaluation("pubhealth", "smart", {}, claims), Evaluation("popqa", "smart", {}, opens)]
+    [(e, counts, mean)] = label_recall(evaluations)  # open questions have no gold label
+    assert e.task == "pubhealth" and counts == {"false": (0, 1), "true": (2, 3)} and mean == pytest.approx(100 / 3)
+    assert "| SMART (trained, 4 agents) | PubHealth (accuracy) | `false` 0/1, `true` 2/3 | 33.3 |" in label_recall_table(
+        evaluations)
+    assert label_recall_table(evaluations[1:]) == []
+
+
 def test_report_shows_the_contamination_counts(tmp_path):
     from smart.evaluation.report import contamination_section
 

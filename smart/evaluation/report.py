@@ -331,6 +331,35 @@ def constant_answers(evaluations: list[Evaluation]) -> dict[str, tuple[str, floa
     return out
 
 
+def label_recall(evaluations: list[Evaluation]) -> list[tuple[Evaluation, dict[str, tuple[int, int]], float]]:
+    """Per evaluation of an accuracy task (gold labels): (evaluation, {gold label: (right, items)}, the mean over the
+    labels of the share right, %): what the method would score on a set balanced by label, where answering one
+    label for every item scores 100 / number of labels."""
+    out = []
+    for e in evaluations:
+        if e.rows and "label" in e.rows[0]:
+            counts: dict[str, tuple[int, int]] = {}
+            for r in sorted(e.rows, key=lambda r: r["golds"][0]):
+                right, n = counts.get(r["golds"][0], (0, 0))
+                counts[r["golds"][0]] = (right + int((r.get("score") or 0) > 0), n + 1)
+            out.append((e, counts, 100 * sum(r / n for r, n in counts.values()) / len(counts)))
+    return out
+
+
+def label_recall_table(evaluations: list[Evaluation]) -> list[str]:
+    """Markdown lines of `label_recall`, a row per method and accuracy task; [] when there is none."""
+    rows = label_recall(evaluations)
+    if not rows:
+        return []
+    out = ["Right per gold label (right/items) and their mean over the labels: the score on a set balanced by label, "
+           "where one label answered everywhere scores 100 / number of labels.", "",
+           "| Method | Task | per gold label | mean over labels % |", "|---|---|---|---:|"]
+    out += [_row([METHOD_NAMES.get(e.method, e.method), task_header(e.task),
+                  ", ".join(f"`{label}` {r}/{n}" for label, (r, n) in counts.items()), f"{mean:.1f}"])
+            for e, counts, mean in rows]
+    return out + [""]
+
+
 def contamination_section(run: Path) -> list[str]:
     """The train/dev overlap table from contamination.json (eval/check_contamination.py), when the run has it."""
     path = run / "contamination.json"
@@ -371,6 +400,7 @@ def write_report(run: Path, settings: dict[str, str]) -> Path:
     if constants := constant_answers(evaluations):
         out += ["Answering the most common gold label for every item would score: " + "; ".join(
             f"{task_header(t)} `{label}` {share:.1f}" for t, (label, share) in constants.items()) + ".", ""]
+    out += label_recall_table(evaluations)
     out += [f"![{name}]({name})" for name in images] + [""]
     pairs = {protocol: paired(evaluations, protocol) for protocol in protocols.PROTOCOLS}
     if any(pairs.values()):
