@@ -48,7 +48,8 @@ def test_shipped_files_load_split_and_never_share_a_question():
 
 
 def test_training_sample_follows_the_mix_and_moves_a_shortfall():
-    pool = {"open": [{"id": f"o{i}"} for i in range(100)], "claim": [{"id": f"c{i}", "answers": ["true"]} for i in range(10)],
+    pool = {"open": [{"id": f"o{i}"} for i in range(100)],
+            "claim": [{"id": f"c{i}", "answers": ["true"]} for i in range(10)],
             "choice": [{"id": f"m{i}"} for i in range(100)]}
     items = training_sample(pool, 60, parse_mix("open=2,claim=1,choice=1"))
     kinds = [r["id"][0] for r in items]

@@ -339,9 +339,9 @@ def label_recall(evaluations: list[Evaluation]) -> list[tuple[Evaluation, dict[s
     for e in evaluations:
         if e.rows and "label" in e.rows[0]:
             counts: dict[str, tuple[int, int]] = {}
-            for r in sorted(e.rows, key=lambda r: r["golds"][0]):
-                right, n = counts.get(r["golds"][0], (0, 0))
-                counts[r["golds"][0]] = (right + int((r.get("score") or 0) > 0), n + 1)
+            for row in sorted(e.rows, key=lambda row: row["golds"][0]):
+                right, n = counts.get(row["golds"][0], (0, 0))
+                counts[row["golds"][0]] = (right + int((row.get("score") or 0) > 0), n + 1)
             out.append((e, counts, 100 * sum(r / n for r, n in counts.values()) / len(counts)))
     return out
 
