@@ -60,6 +60,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--world_size", type=int, default=1, help="tensor-parallel GPUs (vllm)")
     g.add_argument("--max_model_len", type=int, default=None)
     g.add_argument("--lora_path", default=None, help="evaluate a LoRA adapter on --model_name without merging")
+    g.add_argument("--kv_cache_gb", type=float, default=None,
+                   help="vLLM's KV cache in GiB (default on CPU: 4, at most a quarter of the memory; on GPUs vLLM's own)")
     g = p.add_argument_group("retrieval")
     g.add_argument("--retrieval", default="static", choices=("static", "live"),
                    help="static: the items' own ctxs (the paper); live: search the corpus per reconstructed query")
@@ -149,7 +151,7 @@ def evaluate(args: argparse.Namespace) -> list[dict]:
         if not loaded:
             loaded.append(load_backend(args.backend, args.model_name, dtype=args.dtype, batch_size=args.batch_size,
                                        world_size=args.world_size, max_model_len=args.max_model_len,
-                                       lora_path=args.lora_path))
+                                       lora_path=args.lora_path, kv_cache_gb=args.kv_cache_gb))
         return loaded[0]
 
     results = []

