@@ -338,10 +338,9 @@ def label_recall(evaluations: list[Evaluation]) -> list[tuple[Evaluation, dict[s
     out = []
     for e in evaluations:
         if e.rows and "label" in e.rows[0]:
-            counts: dict[str, tuple[int, int]] = {}
-            for row in sorted(e.rows, key=lambda row: row["golds"][0]):
-                right, n = counts.get(row["golds"][0], (0, 0))
-                counts[row["golds"][0]] = (right + int((row.get("score") or 0) > 0), n + 1)
+            items = Counter(r["golds"][0] for r in e.rows)
+            right = Counter(r["golds"][0] for r in e.rows if (r.get("score") or 0) > 0)
+            counts = {label: (right[label], items[label]) for label in sorted(items)}
             out.append((e, counts, 100 * sum(r / n for r, n in counts.values()) / len(counts)))
     return out
 
