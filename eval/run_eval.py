@@ -28,7 +28,7 @@ from smart import defaults
 from smart.evaluation import tasks, viewer
 from smart.evaluation.metrics import aggregate, append_results_row, gold_passages, score
 from smart.inference import agents
-from smart.inference.backends import DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
+from smart.inference.backends import CPU_KV_CACHE_GB, DTYPES, KINDS, Backend, check_model_dir, load_backend, resolve_model
 from smart.io import InputError, ResumableJsonl, exit_on_input_error, write_json
 
 log = logging.getLogger("run_eval")
@@ -61,7 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     g.add_argument("--max_model_len", type=int, default=None)
     g.add_argument("--lora_path", default=None, help="evaluate a LoRA adapter on --model_name without merging")
     g.add_argument("--kv_cache_gb", type=float, default=None,
-                   help="vLLM's KV cache in GiB (default on CPU: 4, at most a quarter of the memory; on GPUs vLLM's own)")
+                   help=f"vLLM's KV cache in GiB (default on CPU: {CPU_KV_CACHE_GB:g}, at most a quarter of the "
+                        "memory; on GPUs vLLM's own)")
     g = p.add_argument_group("retrieval")
     g.add_argument("--retrieval", default="static", choices=("static", "live"),
                    help="static: the items' own ctxs (the paper); live: search the corpus per reconstructed query")

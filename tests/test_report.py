@@ -264,17 +264,21 @@ def test_constant_answers_give_each_label_tasks_floor():
 
 
 def test_label_recall_is_the_mean_over_gold_labels():
-    from smart.evaluation.report import Evaluation, label_recall, label_recall_table
+    from smart.evaluation.report import Evaluation, diagnostics, label_recall, label_recall_table
 
-    claims = [{"id": str(i), "golds": [g], "label": a, "score": float(g == a)}
+    claims = [{**row(str(i), "smart", float(g == a)), "golds": [g], "label": a}
               for i, (g, a) in enumerate([("true", "true"), ("true", "true"), ("true", "false"), ("false", "true")])]
-    opens = [{"id": "1", "golds": ["Paris"], "score": 1.0}]
-    evaluations = [Evaluation("pubhealth", "smart", {}, claims), Evaluation("popqa", "smart", {}, opens)]
+    opens = [row("1", "smart", 1.0)]
+    evaluations = [Evaluation("pubhealth", "smart", {"score": 50.0}, claims),
+                   Evaluation("popqa", "smart", {"score": 100.0}, opens)]
     [(e, counts, mean)] = label_recall(evaluations)  # open questions have no gold label
     assert e.task == "pubhealth" and counts == {"false": (0, 1), "true": (2, 3)} and mean == pytest.approx(100 / 3)
     assert "| SMART (trained, 4 agents) | PubHealth (accuracy) | `false` 0/1, `true` 2/3 | 33.3 |" in label_recall_table(
         evaluations)
     assert label_recall_table(evaluations[1:]) == []
+    [written] = diagnostics(evaluations)["label_recall"]
+    assert written == {"task": "pubhealth", "method": "smart", "mean": pytest.approx(100 / 3),
+                       "right_of_items": {"false": [0, 1], "true": [2, 3]}}
 
 
 def test_report_shows_the_contamination_counts(tmp_path):

@@ -247,7 +247,7 @@ def diagnostics(evaluations: list[Evaluation]) -> dict:
     """`evaluations`: per evaluation task, method, n, score (%) and its 95% CI (`ci95`, None without rows), the
     same under the paper protocol (`paper_score`, `paper_ci95`; None where not computed) and `agent_diagnostics`
     (ratios as JSON, None where not applicable); `smart_vs_vanilla_rag` and `smart_vs_vanilla_rag_paper`: `paired`
-    under each protocol."""
+    under each protocol; `label_recall`: per accuracy-task evaluation, [right, items] per gold label and their mean."""
     out = []
     for e in evaluations:
         measures = agent_diagnostics(e.method, e.rows)
@@ -258,7 +258,10 @@ def diagnostics(evaluations: list[Evaluation]) -> dict:
                     "paper_ci95": list(paper_ci) if paper_ci else paper_numbers.get("ci95"),
                     **{k: v.to_json() if v else None for k, v in measures.items()}})
     return {"evaluations": out, "smart_vs_vanilla_rag": [p.to_json() for p in paired(evaluations)],
-            "smart_vs_vanilla_rag_paper": [p.to_json() for p in paired(evaluations, "paper")]}
+            "smart_vs_vanilla_rag_paper": [p.to_json() for p in paired(evaluations, "paper")],
+            "label_recall": [{"task": e.task, "method": e.method, "mean": mean,
+                              "right_of_items": {label: list(pair) for label, pair in counts.items()}}
+                             for e, counts, mean in label_recall(evaluations)]}
 
 
 def diagnostics_table(evaluations: list[Evaluation]) -> str:
@@ -351,7 +354,7 @@ def label_recall_table(evaluations: list[Evaluation]) -> list[str]:
     if not rows:
         return []
     out = ["Right per gold label (right/items) and their mean over the labels: the score on a set balanced by label, "
-           "where one label answered everywhere scores 100 / number of labels.", "",
+           "where one label answered everywhere scores 100 / number of labels. Also in diagnostics.json.", "",
            "| Method | Task | per gold label | mean over labels % |", "|---|---|---|---:|"]
     out += [_row([METHOD_NAMES.get(e.method, e.method), task_header(e.task),
                   ", ".join(f"`{label}` {r}/{n}" for label, (r, n) in counts.items()), f"{mean:.1f}"])
