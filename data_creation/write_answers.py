@@ -4,10 +4,11 @@
         --teacher vllm --model_name embedded --concurrency 64
 
 The model (its chat template, greedy) first answers from the item's retrieved passages as vanilla RAG would; the
-first sentence of its reply, cut at the first clause break after the gold answer, becomes the item's answer when it
-holds a gold answer (flag `answer_by_model`). Otherwise it reads the located facts, then the request, kept on the same
-terms (`answer_by_facts`); otherwise the first located fact holding a gold answer, cut the same way, is the answer
-(`answer_by_fact_span`); otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items pass
+complete sentences of its reply's first paragraph, up to 30 words, become the item's answer when they hold a gold
+answer, else its first sentence cut at the first clause break after the gold answer (flag `answer_by_model`).
+Otherwise it reads the located facts, then the request, kept on the same terms (`answer_by_facts`); otherwise the
+first located fact holding a gold answer, clause-cut, is the answer (`answer_by_fact_span`); otherwise the gold
+answer stays (`answer_gold`). Claims and multiple-choice items pass
 through unchanged. Items go to the model in ordered chunks of --concurrency items (one call per chunk and prompt
 kind), so a local model gives the same answers every run. Resumable (a rerun skips finished items); the summary goes
 to <output_file>.summary.json.

@@ -156,16 +156,30 @@ def test_answer_locator_for_claims_and_choices():
 def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_path):
     from openai_stub import StubOpenAI
 
-    from smart.data.answer import answer_span, run_answers
+    from smart.data.answer import MAX_ANSWER_WORDS, answer_span, clause_span, run_answers
     from smart.data.teacher import OpenAITeacher
 
-    assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == "Its capital is Mogadishu."
-    assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
+    # the model's first paragraph whole, its complete sentences up to MAX_ANSWER_WORDS words
+    assert answer_span("Its capital is Mogadishu. It is large.\nMore.", ["mogadishu"]) == \
+        "Its capital is Mogadishu. It is large."
+    assert answer_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) == \
+        "It lies in Africa. The capital is Mogadishu."
     assert answer_span("\n\nMogadishu!", ["Mogadishu"]) == "Mogadishu!"
-    assert answer_span("It was founded in 1930, with the exception of 1942.", ["1930"]) == "It was founded in 1930."
-    assert answer_span("In 1889 (Paris), the tower opened.", ["Paris"]) == "In 1889 (Paris)."
-    assert answer_span("The tower is in Paris - a city.", ["Paris"]) == "The tower is in Paris."
-    assert answer_span("Its capital, since 1960, is Mogadishu.", ["Mogadishu"]) == "Its capital, since 1960, is Mogadishu."
+    assert answer_span("It was founded in 1930, with the exception of 1942.", ["1930"]) == \
+        "It was founded in 1930, with the exception of 1942."
+    assert answer_span("Its capital is Mogadishu. It lies on the coast of", ["Mogadishu"]) == \
+        "Its capital is Mogadishu."  # the sentence the token limit cut off is dropped
+    assert answer_span("It lies in Africa. The capital is Mogadishu. It lies on", ["Kenya"]) is None
+    long_tail = " ".join(["word"] * MAX_ANSWER_WORDS)
+    assert answer_span(f"Its capital is Mogadishu. Its {long_tail}.", ["Mogadishu"]) == "Its capital is Mogadishu."
+    # past the words kept: the first sentence, clause-cut after the gold answer, or nothing
+    assert answer_span(f"Its capital is Mogadishu, with {long_tail}.", ["Mogadishu"]) == "Its capital is Mogadishu."
+    assert answer_span(f"It lies in Africa. Its {long_tail}. Its capital is Mogadishu.", ["Mogadishu"]) is None
+    assert clause_span("It was founded in 1930, with the exception of 1942.", ["1930"]) == "It was founded in 1930."
+    assert clause_span("In 1889 (Paris), the tower opened.", ["Paris"]) == "In 1889 (Paris)."
+    assert clause_span("The tower is in Paris - a city.", ["Paris"]) == "The tower is in Paris."
+    assert clause_span("Its capital, since 1960, is Mogadishu.", ["Mogadishu"]) == "Its capital, since 1960, is Mogadishu."
+    assert clause_span("It lies in Africa. The capital is Mogadishu.", ["Mogadishu"]) is None  # first sentence only
     fact = "Its capital is Mogadishu, the largest city of Somalia."
     located_fact = {**PASSAGE, "relevant": True, "fact": fact}
     # key -> (gold, located passage, reply to the facts prompt, reply to vanilla RAG's prompt)
@@ -193,7 +207,7 @@ def test_answer_step_keeps_the_model_answer_only_where_it_holds_the_gold(tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "answered.jsonl").read_text().splitlines()]
     assert [r["id"] for r in rows] == [r["id"] for r in located]  # input order, chunk by chunk
     out = {r["id"]: r for r in rows}
-    assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu."  # cut after the answer's clause
+    assert out["real_capital"]["output"] == "The capital of Somalia is Mogadishu, on the coast. It is large."
     assert out["real_capital"]["flags"] == ["answer_by_model"]
     assert out["real_city"]["output"] == "The largest city is Mogadishu."
     assert out["real_city"]["flags"] == ["answer_by_facts"]  # vanilla RAG's reply missed, the facts' reply holds it

@@ -1,14 +1,15 @@
 """Data creation, the answer step of the answer-guided teacher (optional, between fact locating and combine).
 
 An open question's answer is written by a chat model (the demo: the backbone itself; its chat template, greedy).
-First it answers as vanilla RAG would (the item's retrieved passages, then the request); the first sentence of its
-reply, cut at the first clause break after the gold answer, is kept when it holds a gold answer (flag
-`answer_by_model`). Otherwise it reads what the Response Generator reads, the located facts (each relevant passage's
-title and fact), then the request, kept on the same terms (`answer_by_facts`). Otherwise the first located fact that
-holds a gold answer gives the answer, verbatim and cut the same way (`answer_by_fact_span`); otherwise the gold
-answer stays (`answer_gold`). So the generator learns the backbone's own right answers in its own words, and
-sentence answers copied from the facts where the backbone is wrong. Claims and multiple-choice items keep their
-label and option answers, and pass through unchanged.
+First it answers as vanilla RAG would (the item's retrieved passages, then the request); the complete sentences of
+the first paragraph of its reply, up to MAX_ANSWER_WORDS words, are kept when they hold a gold answer (flag
+`answer_by_model`); where they do not fit or miss it, its first sentence cut at the first clause break after the gold
+answer (`clause_span`). Otherwise it reads what the Response Generator reads, the located facts (each relevant
+passage's title and fact), then the request, kept on the same terms (`answer_by_facts`). Otherwise the first located
+fact that holds a gold answer gives the answer, verbatim and clause-cut (`answer_by_fact_span`); otherwise the gold
+answer stays (`answer_gold`). So the generator learns the backbone's own right answers in its own words and at their
+own length, and sentences copied from the facts where the backbone is wrong. Claims and multiple-choice items keep
+their label and option answers, and pass through unchanged.
 
 Items go to the model in fixed chunks, each prompt kind one `chat_all` call per chunk (`teacher.run_batched`): a local
 model answers the same batches every run, so the step is deterministic.
@@ -40,14 +41,20 @@ def answer_messages(item: dict) -> list[dict]:
 
 
 CLAUSE_END = re.compile(r"\s*(?:[,;:(]|\s[–—-]\s)")
+MAX_ANSWER_WORDS = 30  # with its citations, an answer stays within the generator's 64 new tokens
+SENTENCE_END = (".", "!", "?")
 
 
-def answer_span(reply: str, golds: list[str]) -> str | None:
-    """The first sentence of the reply's first non-empty line when it holds a gold answer (`metrics.match`), cut at
-    the first clause break (comma, semicolon, colon, parenthesis, dash) after the gold answer's first occurrence:
-    what follows the answer is not needed and is where a small model's additions go wrong."""
-    line = next((normalize_space(x) for x in reply.split("\n") if x.strip()), "")
-    first = next(iter(sentences(line)), "")
+def first_paragraph(reply: str) -> str:
+    """The reply's first non-empty line, whitespace normalized."""
+    return next((normalize_space(x) for x in reply.split("\n") if x.strip()), "")
+
+
+def clause_span(text: str, golds: list[str]) -> str | None:
+    """The first sentence of the text's first paragraph when it holds a gold answer (`metrics.match`), cut at the
+    first clause break (comma, semicolon, colon, parenthesis, dash) after the gold answer's first occurrence; None
+    when it holds none."""
+    first = next(iter(sentences(first_paragraph(text))), "")
     if not match(first, golds):
         return None
     found = [m for g in golds if g.strip() and (m := phrase_match(g.strip(), first))]
@@ -56,14 +63,30 @@ def answer_span(reply: str, golds: list[str]) -> str | None:
     return first
 
 
+def answer_span(reply: str, golds: list[str]) -> str | None:
+    """The model's answer as it wrote it: the complete sentences of the reply's first paragraph, as many as fit in
+    MAX_ANSWER_WORDS words (a last sentence that the token limit cut off is dropped), when they hold a gold answer;
+    otherwise `clause_span` of the reply (a first sentence too long to fit, or a gold answer past the words kept)."""
+    sents = sentences(first_paragraph(reply))
+    if len(sents) > 1 and not sents[-1].rstrip("\"')").endswith(SENTENCE_END):
+        sents = sents[:-1]
+    kept: list[str] = []
+    for sent in sents:
+        if len(" ".join(kept + [sent]).split()) > MAX_ANSWER_WORDS:
+            break
+        kept.append(sent)
+    text = " ".join(kept)
+    return text if text and match(text, golds) else clause_span(reply, golds)
+
+
 def _golds(item: dict) -> list[str]:
     return [a for a in item.get("answers") or [item["output"]] if isinstance(a, str)]
 
 
 def fact_span(item: dict) -> str | None:
-    """The first located fact holding a gold answer, cut as `answer_span` cuts a reply; None when no fact holds one."""
+    """The first located fact holding a gold answer, cut by `clause_span`; None when no fact holds one."""
     facts = (ctx["fact"] for ctx in item["ctxs"] if ctx.get("relevant") and ctx.get("fact"))
-    return next((span for fact in facts if (span := answer_span(fact, _golds(item)))), None)
+    return next((span for fact in facts if (span := clause_span(fact, _golds(item)))), None)
 
 
 ANSWER_PROMPTS = (("answer_by_model", answer_messages), ("answer_by_facts", facts_messages))
