@@ -7,10 +7,10 @@ The model (its chat template, greedy) first answers from the item's retrieved pa
 complete sentences of its reply's first paragraph, up to 30 words, become the item's answer when they hold a gold
 answer, else its first sentence cut at the first clause break after the gold answer (flag `answer_by_model`).
 Otherwise it reads the located facts, then the request, kept on the same terms (`answer_by_facts`); otherwise the
-first located fact holding a gold answer, clause-cut, is the answer (`answer_by_fact_span`); otherwise the gold
-answer stays (`answer_gold`). Claims and multiple-choice items pass through unchanged. Items go to the model in
-ordered chunks of --concurrency items (one call per chunk and prompt kind), so a local model gives the same answers
-every run. Resumable (a rerun skips finished items); the summary goes to <output_file>.summary.json.
+first located fact whose first sentence holds a gold answer, clause-cut, is the answer (`answer_by_fact_span`);
+otherwise the gold answer stays (`answer_gold`). Claims and multiple-choice items pass through unchanged. Items go to
+the model in ordered chunks of --concurrency items (one call per chunk and prompt kind), so a local model gives the
+same answers every run. Resumable (a rerun skips finished items); the summary goes to <output_file>.summary.json.
 data_creation/create_data.sh runs it when ANSWER_TEACHER is set (ANSWER_MODEL names the model).
 """
 from __future__ import annotations

@@ -203,7 +203,8 @@ def test_answer_locator_and_combine_make_valid_records():
     assert [i["id"] for i in items] == ["c1", "c2", "c3"] and rejected == {"invalid_trajectory": ["c4"]}
     c1 = items[0]
     assert [c["relevant"] for c in c1["ctxs"]] == [True, False, False]
-    assert c1["ctxs"][0]["fact"] == "It flows north into the Mediterranean Sea."
+    # the supporting second sentence, with the passage's lead (`with_lead`)
+    assert c1["ctxs"][0]["fact"] == "The Nile is a major river in Africa. It flows north into the Mediterranean Sea."
     assert all(T.validate_record(r) == [] for r in longs + shorts)
     t, _ = T.parse_long(longs[0]["output"])
     assert t.citations == [1] and t.passages[2].text == "The Nile has two major tributaries."

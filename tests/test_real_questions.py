@@ -15,7 +15,7 @@ import pytest
 from smart import trajectory as T
 from smart.data.convert import FACT_VERIFICATION, MULTIPLE_CHOICE, OPEN_QA, convert_row
 from smart.data.intent import keyword_query
-from smart.data.locator import best_sentence, locate_by_answer
+from smart.data.locator import best_sentence, locate_by_answer, with_lead
 from smart.data.real_questions import (DEV_TASK, SHAPES, check_row, even_by_label, load_real_questions, parse_mix,
                                        split, training_sample)
 from smart.evaluation.metrics import match
@@ -138,6 +138,18 @@ def test_answer_locator_picks_the_sentence_that_answers_not_the_first():
     located = locate_by_answer({**qa, "answers": ["mogadishu"], "output": "mogadishu", "ctxs": [PASSAGE, {**PASSAGE, "title": "Port", "text": "Mogadishu."}]})
     assert [c["relevant"] for c in located["ctxs"]] == [True, False]  # an answer alone, with no question word, is no fact
     assert located["output"] == "Mogadishu" and located["flags"] == ["answer_from_fact"]  # spelled as the fact spells it
+
+
+def test_answer_locator_fact_keeps_the_passages_lead_up_to_three_sentences():
+    qa = item({**OPEN, "evidence": ""})
+    located = locate_by_answer({**qa, "ctxs": [PASSAGE]})
+    assert located["ctxs"][0]["fact"] == ("Somalia is a country in the Horn of Africa. It borders Ethiopia. "
+                                          "Its capital is Mogadishu, the largest city of Somalia.")
+    text = T.normalize_space(PASSAGE["text"])
+    assert with_lead(text, "Somalia is a country in the Horn of Africa.") == "Somalia is a country in the Horn of Africa."
+    assert with_lead(text, "Mogadishu has a port.") == "Mogadishu has a port."  # the 4th sentence: alone
+    assert with_lead("A b. " + text, "Its capital is Mogadishu, the largest city of Somalia.") == (
+        "Its capital is Mogadishu, the largest city of Somalia.")  # past MAX_FACT_SENTENCES
 
 
 def test_answer_locator_for_claims_and_choices():

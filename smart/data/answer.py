@@ -1,15 +1,15 @@
 """Data creation, the answer step of the answer-guided teacher (optional, between fact locating and combine).
 
-An open question's answer is written by a chat model (the demo: the backbone itself; its chat template, greedy).
-First it answers as vanilla RAG would (the item's retrieved passages, then the request); the complete sentences of
-the first paragraph of its reply, up to MAX_ANSWER_WORDS words, are kept when they hold a gold answer (flag
-`answer_by_model`); where they do not fit or miss it, its first sentence cut at the first clause break after the gold
-answer (`clause_span`). Otherwise it reads what the Response Generator reads, the located facts (each relevant
-passage's title and fact), then the request, kept on the same terms (`answer_by_facts`). Otherwise the first located
-fact that holds a gold answer gives the answer, verbatim and clause-cut (`answer_by_fact_span`); otherwise the gold
-answer stays (`answer_gold`). So the generator learns the backbone's own right answers in its own words and at their
-own length, and sentences copied from the facts where the backbone is wrong. Claims and multiple-choice items keep
-their label and option answers, and pass through unchanged.
+An open question's answer is written by a chat model (the demo: the backbone itself; its chat template, greedy). First
+it answers as vanilla RAG would (the item's retrieved passages, then the request); the complete sentences of the first
+paragraph of its reply, up to MAX_ANSWER_WORDS words, are kept when they hold a gold answer (flag `answer_by_model`);
+where they do not fit or miss it, its first sentence cut at the first clause break after the gold answer
+(`clause_span`). Otherwise it reads what the Response Generator reads, the located facts (each relevant passage's
+title and fact), then the request, kept on the same terms (`answer_by_facts`). Otherwise the first located fact whose
+first sentence holds a gold answer gives the answer, verbatim and clause-cut (`answer_by_fact_span`); otherwise the
+gold answer stays (`answer_gold`). So the generator learns the backbone's own right answers in its own words and at
+their own length, and sentences copied from the facts where the backbone is wrong. Claims and multiple-choice items
+keep their label and option answers, and pass through unchanged.
 
 Items go to the model in fixed chunks, each prompt kind one `chat_all` call per chunk (`teacher.run_batched`): a local
 model answers the same batches every run, so the step is deterministic.
@@ -84,7 +84,8 @@ def _golds(item: dict) -> list[str]:
 
 
 def fact_span(item: dict) -> str | None:
-    """The first located fact holding a gold answer, cut by `clause_span`; None when no fact holds one."""
+    """The first located fact whose first sentence holds a gold answer, cut by `clause_span` (a fact with its
+    passage's lead, `locator.with_lead`, holds the answer in a later sentence); None when none does."""
     facts = (ctx["fact"] for ctx in item["ctxs"] if ctx.get("relevant") and ctx.get("fact"))
     return next((span for fact in facts if (span := clause_span(fact, _golds(item)))), None)
 

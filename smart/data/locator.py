@@ -5,7 +5,7 @@ Two locators fill `ctx["relevant"]` and `ctx["fact"]` for every ctx of an item:
   supporting sentences. A fact must be a verbatim span of its passage: an inexact copy is snapped to the passage's
   best-matching run of sentences when close enough (difflib), else the passage is marked irrelevant; both counted.
 - `locate_by_answer`: offline and answer-guided, the sentence that supports the gold answer, the claim or the
-  correct option (see `best_sentence`).
+  correct option (see `best_sentence`), with its passage's lead (see `with_lead`).
 """
 from __future__ import annotations
 
@@ -188,6 +188,16 @@ def best_sentence(item: dict, ctx: dict) -> str | None:
     return best
 
 
+def with_lead(text: str, sentence: str) -> str:
+    """The span of `text` from its first sentence through `sentence` when that is among its first MAX_FACT_SENTENCES
+    sentences (the lead names the subject that later sentences call "he" or "it"), else `sentence` alone."""
+    sents = sentences(text)
+    if sentence not in sents[1:MAX_FACT_SENTENCES]:
+        return sentence
+    start = text.index(sents[0])
+    return text[start:text.index(sentence, start) + len(sentence)]
+
+
 def _verbatim_answer(item: dict, fact: str) -> str | None:
     """A gold answer as the fact spells it (its casing, its alias), for open questions; None when none occurs."""
     if item.get("task_type") in (FACT_VERIFICATION, MULTIPLE_CHOICE):
@@ -200,11 +210,14 @@ def _verbatim_answer(item: dict, fact: str) -> str | None:
 
 def locate_by_answer(item: dict) -> dict:
     """The offline answer-guided teacher: each passage is relevant when `best_sentence` finds its supporting
-    sentence, which is the fact. An open question's answer becomes the gold answer as the first fact spells it
-    (flag `answer_from_fact` when that changes it); an item with no fact anywhere is flagged `no_fact_located`."""
+    sentence, which with its passage's lead (`with_lead`) is the fact. An open question's answer becomes the gold
+    answer as the first fact spells it (flag `answer_from_fact` when that changes it); an item with no fact anywhere
+    is flagged `no_fact_located`."""
     ctxs, flags = [], list(item.get("flags", []))
     for ctx in item["ctxs"]:
         fact = best_sentence(item, ctx)
+        if fact:
+            fact = with_lead(normalize_space(ctx.get("text") or ""), fact)
         ctxs.append({**ctx, "relevant": fact is not None, "fact": fact or ""})
     facts = [c["fact"] for c in ctxs if c["relevant"]]
     output = item.get("output", "")
