@@ -1,10 +1,11 @@
 """Cached multi-stage jobs: the quickstart and the commands behind the paper's tables, as lists of shell commands.
 
 Each stage is the very command a researcher would type (printed before it runs). A stage is skipped when its
-command, its environment and the stages it depends on are unchanged since it last succeeded (state in
-`<run>/stages/<name>.json`); a run killed anywhere restarts at the stage it was in (the stages themselves resume
-where they can), while a stage run under changed settings first removes the earlier results it would otherwise
-resume from (`Stage.fresh`: an evaluation's predictions). Two scales build the same stages:
+command, its environment, the stages it depends on and the code (`code_digest`) are unchanged since it last
+succeeded (state in `<run>/stages/<name>.json`); a run killed anywhere restarts at the stage it was in (the stages
+themselves resume where they can), while a stage run under changed settings or code first removes the earlier
+results it would otherwise resume from (`Stage.fresh`: an evaluation's predictions, the data-creation steps' work
+files). Two scales build the same stages:
 - demo (`demo_setup`): the embedded defaults; sizes from the quickstart's environment variables
   (`scripts/quickstart.sh` lists them); the data stages build the corpus, embeddings and demo trajectories first.
 - paper (`paper_setup`): your base model, trajectory files and the paper's five evaluation files (`PAPER=1`).
@@ -15,6 +16,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -42,7 +44,8 @@ class Stage:
     outputs: list[Path]
     after: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
-    fresh: list[Path] = field(default_factory=list)  # removed before a run under new settings (a resume keeps them)
+    fresh: list[Path] = field(default_factory=list)  # files or folders removed before a run under new settings or
+    # code (a resume keeps them)
 
 
 def env(name: str, default: str) -> str:
@@ -174,7 +177,7 @@ def demo_setup(run: Path, data: Path) -> Setup:
                   ["retrieve_dev"],  # after the dev files too: training and evaluation wait for this last data stage
                   {"TEACHER": "answer", "PASSAGES": str(passages), "EMBEDDINGS": f"{embeddings}/*", "PYTHON": PY,
                    "TOKENIZER": llm, "N_DOCS": "3", "MISSED_FACTS": missed_facts,
-                   "RESTATE_REQUEST": restate, **answers}),
+                   "RESTATE_REQUEST": restate, **answers}, fresh=[trajectories / "work"]),  # its resumable steps
         ]
         open_answers = ("the backbone's (from the located facts, else the passages) where they hold the gold answer, "
                         "else the gold" if model_answers else "the gold answers")
@@ -356,8 +359,24 @@ def handwritten_stages(s: Setup) -> list[Stage]:
 
 
 # ----------------------------------------------------------------------------------------------- running
-def stage_key(stage: Stage, keys: dict[str, str]) -> str:
-    blob = json.dumps([stage.cmd, sorted(stage.env.items()), [keys[a] for a in stage.after]])
+CODE_DIRS = ("smart", "multi_agent", "data_creation", "eval", "scripts")  # with the top-level scripts
+CODE_SUFFIXES = (".py", ".sh", ".jsonl")  # the code, and the questions shipped beside it
+
+
+def code_digest(root: Path = defaults.REPO_ROOT) -> str:
+    """A digest of what the stages run: the code and shipped questions under CODE_DIRS and the top-level scripts
+    (not the tests, docs or benchmarks). Part of every stage's key, so a rerun after a code update runs again."""
+    files = sorted(p for d in CODE_DIRS for p in (root / d).rglob("*")
+                   if p.suffix in CODE_SUFFIXES and "__pycache__" not in p.parts and p.is_file())
+    files += sorted(p for p in root.iterdir() if p.suffix in CODE_SUFFIXES and p.is_file())
+    digest = hashlib.sha1()
+    for path in files:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
+def stage_key(stage: Stage, keys: dict[str, str], code: str = "") -> str:
+    blob = json.dumps([stage.cmd, sorted(stage.env.items()), [keys[a] for a in stage.after], code])
     return hashlib.sha1(blob.encode()).hexdigest()[:16]
 
 
@@ -388,9 +407,10 @@ def run_stages(stages: list[Stage], run: Path) -> float:
     state_dir = run / "stages"
     state_dir.mkdir(parents=True, exist_ok=True)
     keys: dict[str, str] = {}
+    code = code_digest()
     total = time.time()
     for i, stage in enumerate(stages, start=1):
-        keys[stage.name] = key = stage_key(stage, keys)
+        keys[stage.name] = key = stage_key(stage, keys, code)
         state_file = state_dir / f"{stage.name}.json"
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         if state.get("key") == key and all(p.exists() for p in stage.outputs):
@@ -400,10 +420,13 @@ def run_stages(stages: list[Stage], run: Path) -> float:
         if (running.read_text() if running.exists() else None) != key:  # not a resume of these settings
             stale = [p for p in stage.fresh if p.exists()]
             for path in stale:
-                path.unlink()
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
             if stale:
-                print(f"[{i}/{len(stages)}] {stage.name}: settings changed, removed {len(stale)} earlier result files",
-                      flush=True)
+                print(f"[{i}/{len(stages)}] {stage.name}: settings or code changed, removed {len(stale)} earlier "
+                      "results", flush=True)
             running.write_text(key)
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in stage.env.items())
         print(f"\n[{i}/{len(stages)}] {stage.name}: {shown} {shlex.join(stage.cmd)}", flush=True)
@@ -415,7 +438,7 @@ def run_stages(stages: list[Stage], run: Path) -> float:
         missing = [str(p) for p in stage.outputs if not p.exists()]
         if missing:
             sys.exit(f"stage {stage.name} finished but did not write {missing}")
-        write_json(state_file, {"key": key, "seconds": seconds, "cmd": stage.cmd, "env": stage.env})
+        write_json(state_file, {"key": key, "seconds": seconds, "cmd": stage.cmd, "env": stage.env, "code": code})
         running.unlink()
         print(f"[{i}/{len(stages)}] {stage.name}: done in {seconds:.0f} s", flush=True)
     return time.time() - total

@@ -183,7 +183,39 @@ def test_a_stage_rerun_under_new_settings_starts_without_its_earlier_results(tmp
     pipeline.run_stages([stage("old")], run)  # the same settings: a resume keeps what the killed run wrote
     assert results.read_text() == "old\nold\n"
     pipeline.run_stages([stage("new")], run)
-    assert results.read_text() == "new\n" and "settings changed, removed 1 earlier result files" in capsys.readouterr().out
+    assert results.read_text() == "new\n" and "settings or code changed, removed 1 earlier results" in capsys.readouterr().out
+
+
+def test_a_code_update_reruns_the_stages_and_starts_them_without_their_work_files(tmp_path, monkeypatch, capsys):
+    run, work = tmp_path / "run", tmp_path / "work"
+    work.mkdir()
+    (work / "located.jsonl").write_text("{}\n")  # a resumable step's output, written by the old code
+    stage = write_stage(tmp_path, "a", "1")
+    stage.fresh = [work]
+    monkeypatch.setattr(pipeline, "code_digest", lambda: "old")
+    pipeline.run_stages([stage], run)
+    work.mkdir()
+    (work / "located.jsonl").write_text("{}\n")
+    pipeline.run_stages([stage], run)
+    assert ": cached" in capsys.readouterr().out and work.exists()
+    monkeypatch.setattr(pipeline, "code_digest", lambda: "new")
+    pipeline.run_stages([stage], run)
+    assert "a: done" in capsys.readouterr().out and not work.exists()
+
+
+def test_the_code_digest_follows_the_code_and_shipped_questions_not_the_tests_or_docs(tmp_path):
+    for path in ("smart/agents.py", "data_creation/real_questions/nq.jsonl", "tests/test_x.py", "docs/a.md",
+                 "script_long_learning.sh"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("x")
+    before = pipeline.code_digest(tmp_path)
+    for path in ("tests/test_x.py", "docs/a.md"):
+        (tmp_path / path).write_text("y")
+    assert pipeline.code_digest(tmp_path) == before
+    for path in ("smart/agents.py", "data_creation/real_questions/nq.jsonl", "script_long_learning.sh"):
+        (tmp_path / path).write_text("y")
+        assert pipeline.code_digest(tmp_path) != before, path
+        before = pipeline.code_digest(tmp_path)
 
 
 def test_evaluation_stages_name_their_prediction_files_as_fresh(demo):
@@ -191,6 +223,7 @@ def test_evaluation_stages_name_their_prediction_files_as_fresh(demo):
     fresh = stages["eval_smart"].fresh
     assert demo.run / "eval" / "popqa_smart.jsonl" in fresh and demo.run / "eval" / "arc_c_smart.html" in fresh
     assert len(fresh) == 3 * 3 and not stages["stage1"].fresh
+    assert stages["create_data"].fresh == [Path(stages["create_data"].cmd[-1]) / "work"]
 
 
 def alive(pid: int) -> bool:
